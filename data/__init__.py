@@ -1,0 +1,27 @@
+"""Datasets for infinite-compute GPT: token files on disk and the windows a trainer reads.
+
+    from data import load_dataset, train_sequences, val_windows, get_tokenizer
+    ds = load_dataset("synthetic")              # or "shakespeare_byte", a folder, a shard glob
+    train = train_sequences(ds.train, D, T)     # Windows: len(train), train.get(idx) -> (B, T+1)
+    val = val_windows(ds.val, T, max_tokens)    # int64 (n, T+1)
+    tok = get_tokenizer(ds.meta)
+
+Modules: dataset.py (format, loading, windows), tokenizer.py, synthetic.py (the default dataset
+and its entropy / Bayes limits), prepare.py (text -> dataset CLI), shards.py (llm.c shards).
+"""
+
+from .dataset import (DATA_ROOT, Dataset, DataError, Windows, load_dataset, token_dtype,
+                      train_sequences, val_windows, write_dataset)
+from .tokenizer import get_tokenizer
+
+
+def __getattr__(name):
+    # `from data import limits` works, but synthetic.py is imported only when asked for, so
+    # `python -m data.synthetic` does not find itself half-imported already
+    if name == "limits":
+        from .synthetic import limits
+        return limits
+    raise AttributeError(f"module 'data' has no attribute {name!r}")
+
+__all__ = ["DATA_ROOT", "Dataset", "DataError", "Windows", "get_tokenizer", "limits",
+           "load_dataset", "token_dtype", "train_sequences", "val_windows", "write_dataset"]

@@ -1,0 +1,250 @@
+"""Token datasets on disk: the format, loading, and cutting tokens into training windows.
+
+A dataset is a folder with three files:
+
+    meta.json   what the tokens mean (tokenizer, vocab_size, eot_token, dtype, counts, provenance)
+    train.bin   the training tokens, raw, no header, dtype from meta.json
+    val.bin     the validation tokens, same layout
+
+Raw files are memory-mapped read-only, so a run never copies the data into RAM and never
+changes it by accident. `load_dataset` also reads llm.c / modded-nanogpt `.bin` shards (see
+shards.py) and builds the default synthetic dataset on first use (see synthetic.py).
+
+Everything that can go wrong with user input raises `DataError`, a one-line message that names
+the problem and the fix; the command-line tools print it and exit with status 2.
+"""
+
+import glob
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA_ROOT = os.path.join(REPO, "data")
+
+
+def shared_dir():
+    """The shared folder with corpora and the tokenizer cache (never committed)."""
+    return os.environ.get("ICGPT_SHARED", os.path.join(REPO, "..", "shared"))
+
+
+class DataError(ValueError):
+    """A one-line, user-facing message: what is wrong and how to fix it."""
+
+
+REQUIRED_META = ("name", "tokenizer", "vocab_size", "eot_token", "dtype",
+                 "train_tokens", "val_tokens", "source_sha256")
+
+
+@dataclass
+class Dataset:
+    train: np.ndarray  # 1-D read-only token ids (memmap where possible)
+    val: np.ndarray
+    meta: dict
+    path: str
+
+    def __repr__(self):  # the default would print the arrays
+        return (f"Dataset({self.meta['name']!r}, {len(self.train):,} train + {len(self.val):,} val "
+                f"tokens, vocab {self.meta['vocab_size']}, {self.path})")
+
+
+def token_dtype(vocab_size):
+    """uint16 holds ids 0..65535, so it fits any vocabulary of at most 65,536 tokens."""
+    return "uint16" if vocab_size <= 2**16 else "uint32"
+
+
+# ----------------------------------------------------------------------------------------------
+# writing: always into a temporary folder next to the target, then one rename, so a crash or an
+# error never leaves a half-written dataset where a loader would find it.
+
+def write_dataset(out, train, val, meta, force=False):
+    """Write train/val tokens and meta.json to folder `out` atomically; returns `out`.
+
+    meta must have the REQUIRED_META keys except the counts and dtype, which are filled in here.
+    If `out` already holds a dataset with the same meta, nothing is written; a different one is
+    replaced only with force=True.
+    """
+    out = os.path.abspath(out)
+    meta = dict(meta)
+    meta["dtype"] = token_dtype(meta["vocab_size"])
+    meta["train_tokens"], meta["val_tokens"] = int(len(train)), int(len(val))
+    missing = [key for key in REQUIRED_META if key not in meta]
+    assert not missing, f"meta lacks {missing}"
+    for split, tokens in (("train", train), ("val", val)):
+        if len(tokens) and (int(np.min(tokens)) < 0 or int(np.max(tokens)) >= meta["vocab_size"]):
+            raise DataError(f"{split} tokens fall outside 0..{meta['vocab_size'] - 1}; "
+                            f"the tokenizer and vocab_size disagree")
+    if os.path.exists(out):
+        old = _read_meta_or_none(out)
+        if old == meta:
+            return out  # already there, identical: a second run is a no-op
+        if not force:
+            raise DataError(f"{out} already exists and holds a different dataset; "
+                            f"delete it or pass --force to replace it")
+        if old is None and os.listdir(out):  # --force replaces datasets, not any folder
+            raise DataError(f"{out} exists and is not a dataset folder (no meta.json); "
+                            f"refusing to replace it: choose another --out")
+
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the dataset should not be
+    try:
+        np.asarray(train).astype(meta["dtype"]).tofile(os.path.join(tmp, "train.bin"))
+        np.asarray(val).astype(meta["dtype"]).tofile(os.path.join(tmp, "val.bin"))
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=2)
+            f.write("\n")
+        _swap_into_place(tmp, out, meta, force)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
+    return out
+
+
+def _swap_into_place(tmp, out, meta, force):
+    if force and os.path.exists(out):  # move the old one aside first, delete it only at the end
+        old = tmp + ".old"
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old)
+        return
+    try:
+        os.rename(tmp, out)
+    except OSError:
+        # Another process (say another DDP rank) finished the same dataset first. Fine if it
+        # is identical; the caller's tmp folder is removed either way.
+        if _read_meta_or_none(out) != meta:
+            raise
+
+
+def _read_meta_or_none(path):
+    try:
+        with open(os.path.join(path, "meta.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+def load_dataset(spec="synthetic", root=DATA_ROOT):
+    """Open a dataset by name, folder or shard glob (see the module docstring of data/)."""
+    if spec == "synthetic" and not os.path.exists(os.path.join(root, "synthetic")):
+        from . import synthetic  # generated on first use, in seconds
+        print(f"data: generating the default synthetic dataset in {root}/synthetic "
+              f"(first use)", file=sys.stderr)
+        synthetic.generate(os.path.join(root, "synthetic"))
+
+    path = _resolve(spec, root)
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "meta.json")):
+        return _load_ours(path)
+    from . import shards
+    files = shards.find_shards(path)
+    if files:
+        return shards.load_shards(files, name=spec)
+    if os.path.isdir(path):
+        raise DataError(f"{path} is not a dataset: it needs meta.json, train.bin and val.bin "
+                        f"(made by python -m data.prepare) or llm.c shards named *train*.bin "
+                        f"and *val*.bin")
+    raise DataError(f"no dataset {spec!r} (looked for {path}); {_how_to_create(spec)}")
+
+
+def _resolve(spec, root):
+    """A bare name means root/<name>; anything else is a path or a glob."""
+    if os.sep not in spec and not glob.has_magic(spec):
+        under_root = os.path.join(root, spec)
+        if os.path.exists(under_root) or not os.path.isdir(spec):
+            return under_root
+    return spec
+
+
+def _how_to_create(spec):
+    recipes = {
+        "shakespeare_byte": "python -m data.prepare shakespeare --tokenizer byte",
+        "shakespeare_gpt2": "python -m data.prepare shakespeare --tokenizer r50k_base",
+        "synthetic": "python -m data.synthetic",
+    }
+    name = os.path.basename(os.path.normpath(spec))
+    if name in recipes:
+        return f"create it with `{recipes[name]}`"
+    return (f"create it with `python -m data.prepare INPUT --tokenizer byte --out data/{name}` "
+            f"or pass a folder of llm.c shards")
+
+
+def _load_ours(path):
+    with open(os.path.join(path, "meta.json")) as f:
+        meta = json.load(f)
+    missing = [key for key in REQUIRED_META if key not in meta]
+    if missing:
+        raise DataError(f"{path}/meta.json lacks {', '.join(missing)}; recreate the dataset")
+    train = _memmap(os.path.join(path, "train.bin"), meta["dtype"], meta["train_tokens"])
+    val = _memmap(os.path.join(path, "val.bin"), meta["dtype"], meta["val_tokens"])
+    return Dataset(train, val, meta, os.path.abspath(path))
+
+
+def _memmap(file, dtype, n_tokens, offset=0):
+    dtype = np.dtype(dtype)
+    if not os.path.exists(file):
+        raise DataError(f"{file} is missing; recreate the dataset")
+    expected = offset + n_tokens * dtype.itemsize
+    if os.path.getsize(file) != expected:
+        raise DataError(f"{file} has {os.path.getsize(file)} bytes but its header/meta says "
+                        f"{n_tokens} tokens of {dtype.name} ({expected} bytes); the file is "
+                        f"damaged or truncated: recreate it")
+    if n_tokens == 0:  # numpy cannot map an empty file
+        empty = np.zeros(0, dtype)
+        empty.flags.writeable = False
+        return empty
+    return np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=(n_tokens,))
+
+
+# ----------------------------------------------------------------------------------------------
+# windows: a sequence of T+1 tokens gives T (input, target) pairs. Consecutive windows share one
+# token (window i = tokens[i*T : i*T + T + 1]), so every token but the first is a target once.
+
+class Windows:
+    """The first n windows of T+1 tokens of `tokens`, gathered on demand (no copy of the data)."""
+
+    def __init__(self, tokens, n, T):
+        assert n >= 0 and (n == 0 or n * T + 1 <= len(tokens))
+        self.tokens, self.n, self.T = tokens, n, T
+        self.offsets = np.arange(T + 1, dtype=np.int64)
+
+    def __len__(self):
+        return self.n
+
+    def get(self, idx):
+        """Windows number idx (an int array) as an int64 array of shape (len(idx), T+1)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+            raise IndexError(f"window index out of range 0..{self.n - 1}")
+        return self.tokens[idx[:, None] * self.T + self.offsets].astype(np.int64)
+
+
+def train_sequences(tokens, D, T, name="the dataset"):
+    """The first D tokens as (D - 1) // T windows of T+1 tokens."""
+    if D > len(tokens):
+        raise DataError(f"--train_tokens {D} exceeds the {len(tokens)} train tokens in {name}; "
+                        f"use at most {len(tokens)}")
+    if D < T + 1:
+        raise DataError(f"--train_tokens {D} is shorter than one sequence of T+1 = {T + 1} "
+                        f"tokens; use at least {T + 1} or a shorter --seq_len")
+    return Windows(tokens, (D - 1) // T, T)
+
+
+def val_windows(tokens, T, max_tokens=None):
+    """The first min(len, max_tokens) val tokens as non-overlapping windows, int64 (n, T+1)."""
+    m = len(tokens) if max_tokens is None else min(len(tokens), max_tokens)
+    n = (m - 1) // T
+    if n < 1:
+        raise DataError(f"only {m} val tokens, fewer than one sequence of {T + 1}; "
+                        f"use a shorter --seq_len or a dataset with more val tokens")
+    return Windows(tokens, n, T).get(np.arange(n))

@@ -1,0 +1,260 @@
+"""
+A decoder-only GPT in the Llama style the paper trains (Levanter's Llama, section 3 of paper.md):
+pre-norm RMSNorm with weights, rotary positions, SwiGLU MLP, no biases, untied input and output
+embeddings, grouped-query attention when n_kv_head < n_head, no dropout.
+
+Attention goes through F.scaled_dot_product_attention(is_causal=True), so on a GPU PyTorch picks
+the fused flash kernel; torch.compile (train.py, on by default on CUDA) fuses the rest.
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 257    # byte tokenizer: 256 bytes + end-of-document
+    block_size: int = 256    # max sequence length (only bounds the rotary table)
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int = 4       # < n_head: grouped-query attention
+    n_embd: int = 128
+    ffn: int = 448           # SwiGLU hidden size; the paper's shapes use 3.5 x n_embd
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+
+
+# ----------------------------------------------------------------------------
+# Presets. The paper's four shapes (section 3 of paper.md) are named after their total parameter
+# count with the 128,256-token Llama 3 vocabulary; with another vocabulary the real count differs
+# and train.py prints it. The tiny presets are named after their NON-embedding parameter count,
+# which does not depend on the vocabulary: they train in minutes on 2 CPU cores.
+# head_dim is 64 for the paper's shapes and 32 for the tiny ones.
+
+PRESETS = {
+    # name:       (n_embd, ffn,  n_layer, n_head, n_kv_head)
+    "150m":       (512,    1792, 6,       8,      8),
+    "300m":       (768,    2688, 12,      12,     12),
+    "600m":       (1024,   3584, 24,      16,     8),
+    "1.4b":       (2048,   7168, 16,      16,     8),
+    "tiny-120k":  (64,     224,  2,       2,      2),
+    "tiny-240k":  (64,     224,  4,       2,      2),
+    "tiny-530k":  (96,     336,  4,       3,      3),
+    "tiny-950k":  (128,    448,  4,       4,      4),
+    "tiny-2.1m":  (192,    672,  4,       6,      6),
+    "tiny-3.8m":  (256,    896,  4,       8,      8),
+    "tiny-7.6m":  (256,    896,  8,       8,      8),
+}
+
+
+def config_from_preset(name, vocab_size, block_size):
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    n_embd, ffn, n_layer, n_head, n_kv_head = PRESETS[name]
+    return GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
+                     n_head=n_head, n_kv_head=n_kv_head, n_embd=n_embd, ffn=ffn)
+
+
+# ----------------------------------------------------------------------------
+# Building blocks
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        # normalize in fp32 for stability under bf16 autocast, then cast back
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return xf.type_as(x) * self.weight
+
+
+def rotary_tables(head_dim, max_len, theta):
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2).float() / head_dim))  # (hd/2,)
+    t = torch.arange(max_len).float()
+    freqs = torch.outer(t, inv_freq)                                                 # (T, hd/2)
+    return freqs.cos(), freqs.sin()
+
+
+def apply_rotary(x, cos, sin):
+    # x: (B, H, T, hd); rotate pairs (first half, second half) as Llama / Levanter do
+    x1, x2 = x.chunk(2, dim=-1)                                                      # (B, H, T, hd/2)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        assert cfg.n_embd % cfg.n_head == 0 and cfg.n_head % cfg.n_kv_head == 0
+        self.n_head, self.n_kv_head = cfg.n_head, cfg.n_kv_head
+        self.head_dim = cfg.n_embd // cfg.n_head
+        self.q = nn.Linear(cfg.n_embd, cfg.n_head * self.head_dim, bias=False)
+        self.k = nn.Linear(cfg.n_embd, cfg.n_kv_head * self.head_dim, bias=False)
+        self.v = nn.Linear(cfg.n_embd, cfg.n_kv_head * self.head_dim, bias=False)
+        self.o = nn.Linear(cfg.n_head * self.head_dim, cfg.n_embd, bias=False)
+
+    def forward(self, x, cos, sin, kv_cache=None):
+        B, T, _ = x.shape
+        q = self.q(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)     # (B, H, T, hd)
+        k = self.k(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, hd)
+        v = self.v(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, hd)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if kv_cache is not None:
+            # generation: append this step's keys/values; attend to everything cached so far
+            if kv_cache.get("k") is not None:
+                k = torch.cat([kv_cache["k"], k], dim=2)                         # (B, Hkv, Tc+T, hd)
+                v = torch.cat([kv_cache["v"], v], dim=2)
+            kv_cache["k"], kv_cache["v"] = k, v
+        if self.n_kv_head != self.n_head:
+            rep = self.n_head // self.n_kv_head
+            k = k.repeat_interleave(rep, dim=1)                                  # (B, H, Tk, hd)
+            v = v.repeat_interleave(rep, dim=1)
+        Tk = k.size(2)
+        if Tk == T:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)          # (B, H, T, hd)
+        else:
+            # T new queries after Tk - T cached keys: query i sees keys 0 .. Tk - T + i
+            mask = torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril(Tk - T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).contiguous().view(B, T, -1)                        # (B, T, C)
+        return self.o(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.gate = nn.Linear(cfg.n_embd, cfg.ffn, bias=False)
+        self.up = nn.Linear(cfg.n_embd, cfg.ffn, bias=False)
+        self.down = nn.Linear(cfg.ffn, cfg.n_embd, bias=False)
+
+    def forward(self, x):
+        return self.down(F.silu(self.gate(x)) * self.up(x))                      # SwiGLU
+
+
+class Block(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.mlp_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, kv_cache=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache)
+        x = x + self.mlp(self.mlp_norm(x))
+        return x
+
+
+# ----------------------------------------------------------------------------
+# The model
+
+class GPT(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)          # untied
+        cos, sin = rotary_tables(cfg.n_embd // cfg.n_head, cfg.block_size, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)                  # (T, hd/2)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        # scale the residual-branch outputs down with depth (GPT-2 / nanoGPT convention)
+        for name, p in self.named_parameters():
+            if name.endswith("attn.o.weight") or name.endswith("mlp.down.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding=False):
+        """Total parameters (both embedding tables, as the paper counts N), or without them."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.embed.weight.numel() + self.lm_head.weight.numel()
+        return n
+
+    def forward(self, idx, targets=None, kv_cache=None, pos=0):
+        """idx: (B, T) token ids. Returns logits (B, T, V) and, with targets, the mean CE loss."""
+        B, T = idx.shape
+        assert pos + T <= self.cfg.block_size, f"sequence length {pos + T} > block_size {self.cfg.block_size}"
+        cos, sin = self.rope_cos[pos:pos + T], self.rope_sin[pos:pos + T]       # (T, hd/2)
+        x = self.embed(idx)                                                       # (B, T, C)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, None if kv_cache is None else kv_cache[i])
+        x = self.norm(x)
+        logits = self.lm_head(x).float()                                          # (B, T, V) fp32
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+        return logits, loss
+
+    # ------------------------------------------------------------------
+    def optimizer_groups(self, weight_decay):
+        """Weight decay goes on every Linear weight (attention, MLP, the untied output head) and on
+        nothing else: not the input embedding, not the RMSNorm weights (the paper's Levanter
+        convention, decisions.md). This is the one place that decides which tensors decay."""
+        decay = [m.weight for m in self.modules() if isinstance(m, nn.Linear)]
+        decay_ids = {id(p) for p in decay}
+        no_decay = [p for p in self.parameters() if id(p) not in decay_ids]
+        return [{"params": decay, "weight_decay": weight_decay},
+                {"params": no_decay, "weight_decay": 0.0}]
+
+    def flops_per_token(self, seq_len):
+        """Training FLOPs per token: 6 x (params minus the input embedding) for the matmuls, forward
+        and backward, plus 6 x layers x d x T for causal attention (decisions.md; nanoGPT counts
+        12 x layers x d x T, i.e. it does not halve for causality)."""
+        n = self.num_params() - self.embed.weight.numel()
+        return 6 * n + 6 * self.cfg.n_layer * self.cfg.n_embd * seq_len
+
+    # ------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
+        """Sample continuations of idx (B, T0) with a KV cache; returns (B, T0 + max_new_tokens)."""
+        return generate([self], idx, max_new_tokens, temperature, top_k, generator)
+
+
+def sample_next(logits, temperature=1.0, top_k=None, generator=None):
+    """logits: (B, V) -> next token ids (B, 1). temperature 0 means greedy."""
+    if temperature == 0:
+        return logits.argmax(-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]    # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+@torch.no_grad()
+def generate(models, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None,
+             combine="logits"):
+    """Sample from one model or from an ensemble's combined distribution (averaged logits by default,
+    the paper's rule; or averaged probabilities), with a KV cache per model. When the sequence would
+    outgrow block_size the cache is dropped and the context is cropped to the last block_size - 1
+    tokens."""
+    block_size = min(m.cfg.block_size for m in models)
+    caches, pos, fed = None, 0, idx
+    for _ in range(max_new_tokens):
+        if caches is None or pos + fed.size(1) > block_size:
+            fed = idx[:, -(block_size - 1):]                    # (re)start: feed the whole context
+            caches, pos = [[{} for _ in m.blocks] for m in models], 0
+        per_model = [m(fed, kv_cache=c, pos=pos)[0][:, -1, :] for m, c in zip(models, caches)]
+        pos += fed.size(1)
+        if combine == "logits":
+            logits = torch.stack(per_model).mean(0)                                # (B, V)
+        else:
+            logp = torch.stack([F.log_softmax(l, -1) for l in per_model])          # (K, B, V)
+            logits = torch.logsumexp(logp, 0) - math.log(len(models))              # (B, V)
+        nxt = sample_next(logits, temperature, top_k, generator)                   # (B, 1)
+        idx = torch.cat([idx, nxt], dim=1)
+        fed = nxt
+    return idx

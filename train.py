@@ -1,0 +1,536 @@
+"""
+Train one GPT in the paper's data-constrained regime: a fixed budget of D training tokens, repeated
+for a given number of exact epochs, AdamW with decoupled weight decay, warmup + cosine to zero.
+
+    python train.py                                   # tiny model on the generated Markov source
+    python train.py --dataset shakespeare_byte --model tiny-950k --epochs 8 --wd 1.6
+    torchrun --nproc_per_node 2 train.py --batch_size 32 ...   # DDP, same result as 1 process
+
+Every run writes to --out_dir: config.json (resolved config), log.jsonl (one line per log/eval
+step), ckpt.pt (model, optimizer, step, RNG; written atomically), summary.json (what fit.py,
+ensemble.py and sweep.py read). ensemble.py and distill.py call train() below rather than copying it.
+
+Weight decay convention (PyTorch AdamW == the paper's Levanter/optax): the update is
+    p <- p - lr_t * (adam_step + wd * p)
+so the decay per step is lr_t * wd, and over a run the weights shrink by about exp(-sum_t lr_t * wd).
+That is why --wd 3.0 is sane here: at lr 1e-3 it removes 0.3% of a weight per step, the same
+strength the paper tuned to (0.8-3.2). We print sum_t lr_t * wd ("decay budget") so runs of
+different lengths can be compared: a miniature with 10x fewer steps needs ~10x the wd.
+"""
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, asdict
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+import data
+from model import GPT, PRESETS, config_from_preset
+
+# ----------------------------------------------------------------------------
+# Every default in one place. Each field is also a command-line flag (--name value or --name=value).
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = "synthetic"    # name under data/, a prepared folder, or a folder/glob of llm.c .bin shards
+    train_tokens: int = 250_000   # D: the first D tokens of the training split (0 = all of it)
+    seq_len: int = 256            # T
+    val_tokens: int = 0           # evaluate on the first val_tokens of the val split (0 = all)
+    # model
+    model: str = "tiny-530k"      # a preset from model.PRESETS
+    # optimization (paper section 4: AdamW b1 0.9 b2 0.95 eps 1e-8, clip 1.0, 1% warmup, cosine to 0)
+    epochs: float = 8.0
+    lr: float = 3e-3
+    wd: float = 0.1
+    batch_size: int = 32          # sequences per optimizer step, global (all ranks, all micro-steps)
+    micro_batch: int = 0          # sequences per rank per forward (0 = batch_size / world size)
+    warmup: float = 0.01          # warmup as a fraction of steps (at least 1 step)
+    grad_clip: float = 1.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    # seeds: init and data order are separate, as in the paper (train_seed, data_seed)
+    seed: int = 0
+    data_seed: int = 0
+    # sequence-level distillation: a fraction mix_weight of each batch comes from mix_data
+    mix_data: str = ""
+    mix_weight: float = 0.0
+    # bookkeeping
+    out_dir: str = "out/default"
+    recipe: str = "single"        # a label fit.py groups runs by (standard, regularized, member, ...)
+    evals: int = 10               # number of evaluations over the run (plus the final one)
+    log_every: int = 0            # steps between log lines (0 = about 50 lines per run)
+    ckpt_every: int = 0           # steps between checkpoints (0 = at every eval)
+    resume: bool = False
+    # hardware
+    device: str = "auto"          # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"           # auto (bf16 autocast on CUDA, fp32 on CPU) | float32 | bfloat16
+    compile: str = "auto"         # auto (on for CUDA, off on CPU) | true | false
+
+
+class ConfigError(ValueError):
+    """Bad user input: printed as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (no usage dump) and exit code 2."""
+    def error(self, message):
+        self.exit(2, f"error: {message}; see {self.prog} -h\n")
+
+
+def parse_args(argv=None, description=__doc__):
+    p = OneLineParser(description=description.split("\n\n")[0],
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_flags(p)
+    return TrainConfig(**vars(p.parse_args(argv)))
+
+
+def add_config_flags(p, skip=()):
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
+        if f.type is bool:
+            p.add_argument(f"--{f.name}", action="store_true", help=" ")
+        else:
+            p.add_argument(f"--{f.name}", type=f.type, default=f.default, help=" ")
+
+
+def validate(cfg):
+    if cfg.model not in PRESETS:
+        raise ConfigError(f"unknown --model {cfg.model!r}; choose one of: {', '.join(PRESETS)}")
+    if cfg.epochs <= 0:
+        raise ConfigError(f"--epochs must be > 0 (got {cfg.epochs})")
+    if cfg.wd < 0:
+        raise ConfigError(f"--wd must be >= 0 (got {cfg.wd}); it is decoupled: p -= lr*wd*p")
+    if cfg.lr <= 0:
+        raise ConfigError(f"--lr must be > 0 (got {cfg.lr})")
+    if cfg.batch_size <= 0 or cfg.seq_len <= 0:
+        raise ConfigError("--batch_size and --seq_len must be > 0")
+    if not 0 <= cfg.mix_weight < 1:
+        raise ConfigError(f"--mix_weight must be in [0, 1) (got {cfg.mix_weight})")
+    if cfg.mix_weight > 0 and not cfg.mix_data:
+        raise ConfigError("--mix_weight > 0 needs --mix_data (a prepared dataset of teacher samples)")
+    if cfg.dtype not in ("auto", "float32", "bfloat16"):
+        raise ConfigError(f"--dtype must be auto, float32 or bfloat16 (got {cfg.dtype!r})")
+    if cfg.compile not in ("auto", "true", "false"):
+        raise ConfigError(f"--compile must be auto, true or false (got {cfg.compile!r})")
+
+
+# ----------------------------------------------------------------------------
+# Exact epochs (decisions.md): one global permutation of the sequences per (data_seed, epoch); the
+# epochs concatenated form one stream; optimizer step i takes stream positions [iB, (i+1)B), split
+# into world_size x grad_accum micro-batches disjoint across ranks. So 1 and 2 processes see the same
+# sequences in the same steps, and a resumed run continues from the exact data position.
+
+class EpochStream:
+    def __init__(self, n_seq, data_seed):
+        self.n_seq, self.data_seed = n_seq, data_seed
+        self._perm_epoch, self._perm = -1, None
+
+    def perm(self, epoch):
+        if epoch != self._perm_epoch:
+            rng = np.random.default_rng([self.data_seed, epoch])
+            self._perm, self._perm_epoch = rng.permutation(self.n_seq), epoch
+        return self._perm
+
+    def indices(self, start, count):
+        """Sequence indices at stream positions [start, start + count)."""
+        pos = np.arange(start, start + count)
+        epoch = pos // self.n_seq
+        out = np.empty(count, dtype=np.int64)
+        for e in np.unique(epoch):   # a step spans at most a couple of epochs
+            sel = epoch == e
+            out[sel] = self.perm(int(e))[pos[sel] % self.n_seq]
+        return out
+
+    def micro_indices(self, step, per_step, rank, world, accum):
+        """This rank's accum index arrays for optimizer step `step` (per_step sequences per step from
+        this stream): micro-step m of rank r takes the (m * world + r)-th equal slice of the step."""
+        idx = self.indices(step * per_step, per_step)
+        per = per_step // (world * accum)
+        return [idx[(m * world + rank) * per:(m * world + rank + 1) * per] for m in range(accum)]
+
+
+# ----------------------------------------------------------------------------
+# Learning rate: linear warmup over warmup_steps, then cosine decay to 0 at the last step.
+
+def lr_at(step, steps, warmup_steps, peak):
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+# ----------------------------------------------------------------------------
+# Hardware: peak bf16 dense FLOPS for an MFU estimate; unknown devices get no MFU.
+
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def hardware_name(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def peak_flops(device, dtype):
+    if device.type != "cuda" or dtype != torch.bfloat16:
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
+
+def resolve_device(cfg, local_rank=0):
+    if cfg.device == "auto":
+        dev = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        dev = torch.device(cfg.device)
+    dtype = {"auto": torch.bfloat16 if dev.type == "cuda" else torch.float32,
+             "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.dtype]
+    use_compile = {"auto": dev.type == "cuda", "true": True, "false": False}[cfg.compile]
+    return dev, dtype, use_compile
+
+
+# ----------------------------------------------------------------------------
+# Evaluation: mean cross-entropy over fixed windows. Datasets may ask to leave out the first
+# eval_skip targets of every window (the synthetic source does, so the model and the known limits
+# score exactly the same positions: those whose full order-k context lies inside the window).
+
+def cross_entropy_sum(logits, y, skip):
+    """Summed CE over targets y[:, skip:]; logits (B, T, V) fp32, y (B, T)."""
+    logits, y = logits[:, skip:], y[:, skip:]
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
+
+
+@torch.no_grad()
+def evaluate(model, windows, batch, device, dtype, skip=0, rank=0, world=1):
+    """Mean loss over windows (n, T+1); under DDP each rank scores a slice and the sums are reduced."""
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=device)   # (loss sum, target count)
+    mine = windows[rank::world]
+    for i in range(0, len(mine), batch):
+        w = torch.from_numpy(mine[i:i + batch]).to(device)
+        x, y = w[:, :-1], w[:, 1:]
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            logits, _ = model(x)
+        total[0] += cross_entropy_sum(logits.float(), y, skip).double()
+        total[1] += y[:, skip:].numel()
+    if world > 1:
+        dist.all_reduce(total)
+    model.train()
+    return (total[0] / total[1]).item()
+
+
+# ----------------------------------------------------------------------------
+# Checkpoints: written to a temp file then renamed, so a crash never leaves a half-written ckpt.pt,
+# and loaded with weights_only=True (plain tensors and JSON-able metadata, no pickled objects).
+
+def atomic_write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path, model, optimizer, step, cfg, extra):
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+             "config": asdict(cfg), "model_config": asdict(model.cfg),
+             "rng_cpu": torch.get_rng_state(), **extra}
+    if torch.cuda.is_available():
+        state["rng_cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path, device="cpu"):
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"no checkpoint at {path}; train it first or point to a finished run folder")
+    except Exception as e:
+        raise ConfigError(f"checkpoint {path} is unreadable ({type(e).__name__}); "
+                          "delete it and retrain, or resume from another run") from None
+
+
+def load_model(run_dir, device="cpu"):
+    """(model in eval mode, checkpoint dict) from a run folder or a ckpt.pt path."""
+    from model import GPTConfig
+    path = run_dir if run_dir.endswith(".pt") else os.path.join(run_dir, "ckpt.pt")
+    ckpt = load_checkpoint(path, device)
+    model = GPT(GPTConfig(**ckpt["model_config"])).to(device)
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), ckpt
+
+
+# ----------------------------------------------------------------------------
+# Distributed setup: torchrun sets RANK / WORLD_SIZE / LOCAL_RANK. NCCL on GPU, gloo on CPU.
+
+def setup_distributed(device_flag):
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return 0, 1, 0
+    use_cuda = torch.cuda.is_available() and device_flag in ("auto", "cuda")
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+# ----------------------------------------------------------------------------
+# The training run
+
+def default_loss(model, x, y):
+    return model(x, y)[1]
+
+
+def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extra=None, quiet=False):
+    """Train one model as configured and return its summary dict (also written to summary.json).
+    loss_fn(model, x, y) -> scalar lets distill.py add a KL-to-teacher term without copying the loop."""
+    validate(cfg)
+    master = rank == 0
+    say = (lambda *a: print(*a, flush=True)) if master and not quiet else (lambda *a: None)
+    device, dtype, use_compile = resolve_device(cfg, local_rank)
+    t_start = time.time()
+
+    # ---- data: the first D tokens cut into n_seq windows of T+1 tokens; a fixed val set ----
+    ds = data.load_dataset(cfg.dataset)
+    T = cfg.seq_len
+    D = cfg.train_tokens or len(ds.train)
+    train_windows = data.train_sequences(ds.train, D, T)
+    val_windows = data.val_windows(ds.val, T, cfg.val_tokens or len(ds.val))
+    skip = int(ds.meta.get("eval_skip", 0))
+    if len(val_windows) == 0:
+        raise ConfigError(f"the val split of {cfg.dataset} has fewer than {T + 1} tokens; lower --seq_len")
+    n_real = len(train_windows)
+
+    # sequence-level distillation: B_syn of every B sequences come from the teacher's corpus
+    mix = None
+    B_syn = round(cfg.mix_weight * cfg.batch_size) if cfg.mix_data else 0
+    B_real = cfg.batch_size - B_syn
+    if cfg.mix_data:
+        mix_ds = data.load_dataset(cfg.mix_data)
+        if mix_ds.meta["vocab_size"] != ds.meta["vocab_size"] or mix_ds.meta["tokenizer"] != ds.meta["tokenizer"]:
+            raise ConfigError(f"--mix_data {cfg.mix_data} has tokenizer {mix_ds.meta['tokenizer']}/"
+                              f"{mix_ds.meta['vocab_size']}, the dataset has {ds.meta['tokenizer']}/"
+                              f"{ds.meta['vocab_size']}; sample the corpus with a matching teacher")
+        mix = data.train_sequences(mix_ds.train, len(mix_ds.train), T)
+        if B_real <= 0:
+            raise ConfigError("--mix_weight leaves no real sequences in a batch; lower it")
+
+    # ---- steps, accumulation and schedule follow from D, epochs and the global batch ----
+    steps = int(cfg.epochs * n_real // B_real)
+    if steps < 1:
+        raise ConfigError(f"{cfg.epochs} epochs of {n_real} sequences is less than one batch of "
+                          f"{B_real}; raise --train_tokens or --epochs, or lower --batch_size")
+    micro = cfg.micro_batch or cfg.batch_size // world
+    if cfg.batch_size % (world * micro):
+        raise ConfigError(f"--batch_size {cfg.batch_size} must split into {world} ranks x micro-batches "
+                          f"of {micro}; adjust --micro_batch")
+    accum = cfg.batch_size // (world * micro)
+    if B_syn and (B_real % (world * accum) or B_syn % (world * accum)):
+        raise ConfigError(f"a batch of {B_real} real + {B_syn} teacher sequences must split evenly into "
+                          f"{world * accum} micro-batches; adjust --mix_weight or --micro_batch")
+    warmup_steps = max(1, round(cfg.warmup * steps))
+    eval_every = max(1, math.ceil(steps / max(1, cfg.evals)))
+    log_every = cfg.log_every or max(1, steps // 50)
+    ckpt_every = cfg.ckpt_every or eval_every
+    decay_budget = sum(lr_at(s, steps, warmup_steps, cfg.lr) for s in range(steps)) * cfg.wd
+
+    # ---- model and optimizer ----
+    torch.manual_seed(cfg.seed)
+    model = GPT(config_from_preset(cfg.model, ds.meta["vocab_size"], T)).to(device)
+    optimizer = torch.optim.AdamW(model.optimizer_groups(cfg.wd), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                  eps=1e-8, fused=device.type == "cuda")
+    n_params, n_nonembed = model.num_params(), model.num_params(non_embedding=True)
+    flops_tok = model.flops_per_token(T)
+    peak = peak_flops(device, dtype)
+
+    # ---- output folder: never silently overwrite a run; --resume continues one ----
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    start_step, wall_before, history = 0, 0.0, []
+    if os.path.exists(ckpt_path) and not cfg.resume:
+        raise ConfigError(f"{cfg.out_dir} already holds a run; pass --resume to continue it or choose another --out_dir")
+    if cfg.resume and os.path.exists(ckpt_path):
+        ckpt = load_checkpoint(ckpt_path, device)
+        keep = ("out_dir", "resume", "device", "compile", "evals", "log_every", "ckpt_every", "micro_batch")
+        old = {k: v for k, v in ckpt["config"].items() if k not in keep}
+        new = {k: v for k, v in asdict(cfg).items() if k not in keep}
+        diff = [k for k in new if old.get(k) != new[k]]
+        if diff:
+            raise ConfigError(f"--resume with a different config ({', '.join(diff)}) than the checkpoint in "
+                              f"{cfg.out_dir}; rerun with the original flags or another --out_dir")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng_cpu"].cpu())
+        if "rng_cuda" in ckpt and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng_cuda"]])
+        start_step, wall_before, history = ckpt["step"], ckpt["wall_s"], json.loads(ckpt["history"])
+        say(f"resumed from {ckpt_path} at step {start_step}/{steps}")
+    if master:
+        os.makedirs(cfg.out_dir, exist_ok=True)
+    derived = dict(steps=steps, warmup_steps=warmup_steps, grad_accum=accum, micro_batch=micro, world=world,
+                   n_seq=n_real, D=n_real * T, N=n_params, N_nonembed=n_nonembed, flops_per_token=flops_tok,
+                   decay_budget=decay_budget, device=str(device), dtype=str(dtype).replace("torch.", ""),
+                   compile=use_compile, vocab=ds.meta["vocab_size"], tokenizer=ds.meta["tokenizer"])
+    if master:
+        atomic_write_json(os.path.join(cfg.out_dir, "config.json"), {**asdict(cfg), **derived})
+    say(json.dumps({**asdict(cfg), **derived}))
+    say(f"model {cfg.model}: {n_params:,} parameters ({n_nonembed:,} non-embedding), vocab {ds.meta['vocab_size']}")
+    say(f"data {cfg.dataset}: D = {n_real * T:,} tokens = {n_real} sequences of {T}; {cfg.epochs} epochs = "
+        f"{steps} steps of {cfg.batch_size} ({world} ranks x {accum} micro-steps x {micro}); "
+        f"decay budget sum(lr*wd) = {decay_budget:.2f}")
+
+    raw_model = model                                           # for state_dict, clipping, norms
+    eval_model = torch.compile(model) if use_compile else model # for evaluation (no DDP collectives)
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            eval_model, device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False)
+    else:
+        model = eval_model
+
+    real_stream = EpochStream(n_real, cfg.data_seed)
+    mix_stream = EpochStream(len(mix), cfg.data_seed) if mix is not None else None
+
+    def micro_batches(step):
+        """This rank's accum micro-batches of step `step`, as (x, y) on the device; with a teacher
+        corpus every micro-batch holds the same share of real and synthetic sequences."""
+        parts = [(train_windows, real_stream.micro_indices(step, B_real, rank, world, accum))]
+        if mix_stream is not None:
+            parts.append((mix, mix_stream.micro_indices(step, B_syn, rank, world, accum)))
+        for m in range(accum):
+            rows = np.concatenate([win.get(idx[m]) for win, idx in parts])             # (micro, T+1)
+            w = torch.from_numpy(rows).to(device, non_blocking=True)
+            yield w[:, :-1], w[:, 1:]
+
+    def run_eval(step, final=False):
+        val = evaluate(eval_model, val_windows, micro, device, dtype, skip, rank, world)
+        rec = {"step": step, "epoch": step * B_real / n_real, "val_loss": val}
+        if final:
+            k = min(len(train_windows), len(val_windows))
+            rec["train_eval_loss"] = evaluate(eval_model, train_windows.get(np.arange(k)), micro, device,
+                                              dtype, skip, rank, world)
+        with torch.no_grad():
+            rec["param_norm"] = math.sqrt(sum(p.float().pow(2).sum().item()
+                                              for p in raw_model.optimizer_groups(0)[0]["params"]))
+        return rec
+
+    def write_log(rec):
+        if master:
+            with open(os.path.join(cfg.out_dir, "log.jsonl"), "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    # ---- the loop ----
+    model.train()
+    loss_acc = torch.zeros((), device=device)      # summed on device; read only at log steps (no sync per step)
+    n_acc, t_log, tok_log = 0, time.time(), 0
+    ckpt_step = start_step if start_step else None
+    for step in range(start_step, steps):
+        lr = lr_at(step, steps, warmup_steps, cfg.lr)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        for m, (x, y) in enumerate(micro_batches(step)):
+            if world > 1:   # sync gradients only on the last micro-step
+                model.require_backward_grad_sync = m == accum - 1
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                loss = loss_fn(model, x, y)
+            (loss / accum).backward()
+            loss_acc += loss.detach() / accum
+        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        n_acc += 1
+        tok_log += cfg.batch_size * T
+        done = step + 1
+
+        is_eval = done % eval_every == 0 or done == steps
+        is_ckpt = done % ckpt_every == 0 or done == steps
+        if done % log_every == 0 or is_eval or is_ckpt:
+            if world > 1:
+                dist.all_reduce(loss_acc)
+                loss_acc /= world
+            train_loss = loss_acc.item() / n_acc
+            if not math.isfinite(train_loss):
+                last = f"the last good checkpoint (step {ckpt_step}) is kept in {ckpt_path}" if ckpt_step else "no checkpoint was written"
+                raise FloatingPointError(f"non-finite training loss at step {done}; {last}; "
+                                         f"lower --lr or check the data")
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            dt = time.time() - t_log
+            tok_s = tok_log / dt
+            elapsed = wall_before + time.time() - t_start
+            eta = (steps - done) * dt / n_acc
+            rec = {"step": done, "epoch": done * B_real / n_real, "train_loss": train_loss, "lr": lr,
+                   "tok_s": tok_s, "mfu": flops_tok * tok_s / peak if peak else None, "elapsed_s": elapsed}
+            if is_eval:
+                rec.update(run_eval(done, final=done == steps))
+                history.append({k: rec[k] for k in ("step", "epoch", "train_loss", "val_loss", "param_norm")})
+            mfu = f" mfu {100 * rec['mfu']:.1f}%" if peak else ""
+            val = f" val {rec['val_loss']:.4f} |w| {rec['param_norm']:.1f}" if is_eval else ""
+            say(f"step {done}/{steps} ep {rec['epoch']:.2f} | train {train_loss:.4f}{val} | lr {lr:.2e} | "
+                f"{tok_s:,.0f} tok/s{mfu} | eta {eta:.0f}s")
+            write_log(rec)
+            loss_acc.zero_()
+            n_acc, t_log, tok_log = 0, time.time(), 0
+            if master and is_ckpt:
+                save_checkpoint(ckpt_path, raw_model, optimizer, done, cfg,
+                                {"wall_s": elapsed, "history": json.dumps(history)})
+                ckpt_step = done
+            if is_eval and done == steps:
+                final = rec
+
+    # ---- summary: the schema fit.py, ensemble.py and sweep.py read (decisions.md) ----
+    if start_step == steps:   # resumed a finished run: recompute the final numbers
+        final = run_eval(steps, final=True)
+    summary = {
+        "recipe": cfg.recipe, "dataset": cfg.dataset, "tokenizer": ds.meta["tokenizer"],
+        "vocab": ds.meta["vocab_size"], "model": cfg.model, "N": n_params, "N_nonembed": n_nonembed,
+        "D": n_real * T, "epochs": cfg.epochs, "lr": cfg.lr, "wd": cfg.wd, "batch_size": cfg.batch_size,
+        "seq_len": T, "seed": cfg.seed, "data_seed": cfg.data_seed, "steps": steps,
+        "val_loss": final["val_loss"], "train_loss": final["train_eval_loss"],
+        "decay_budget": decay_budget, "wall_s": wall_before + time.time() - t_start,
+        "hardware": hardware_name(device), "world": world, "val_tokens": int(val_windows[:, 1 + skip:].size),
+        "history": history,
+    }
+    if cfg.mix_data:
+        summary["mix"] = {"data": cfg.mix_data, "weight": cfg.mix_weight, "synthetic_per_step": B_syn,
+                          "real_per_step": B_real, "synthetic_passes": steps * B_syn / len(mix)}
+    if hasattr(data, "limits") and ds.meta.get("tokenizer") == "synthetic":
+        summary["limits"] = data.limits(ds, n_real * T + 1, val_windows)
+    summary.update(summary_extra or {})
+    if master:
+        atomic_write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
+        lim = summary.get("limits")
+        extra = (f" | Bayes-optimal for this D {lim['bayes']:.4f}, entropy rate {lim['entropy']:.4f}"
+                 if lim else "")
+        say(f"done: val loss {summary['val_loss']:.4f}, train loss {summary['train_loss']:.4f}{extra} "
+            f"| {summary['wall_s']:.0f}s -> {cfg.out_dir}/summary.json")
+    return summary
+
+
+def main(argv=None):
+    try:
+        cfg = parse_args(argv)
+        rank, world, local_rank = setup_distributed(cfg.device)
+        train(cfg, rank, world, local_rank)
+    except (ConfigError, data.DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except FloatingPointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(3)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
