@@ -287,8 +287,34 @@ def setup_distributed(device_flag):
 # ----------------------------------------------------------------------------
 # The training run
 
+def make_optimizer(model, cfg, device):
+    """AdamW (paper section 4); decay only on the tensors model.optimizer_groups names."""
+    return torch.optim.AdamW(model.optimizer_groups(cfg.wd), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                             eps=1e-8, fused=device.type == "cuda")
+
+
 def default_loss(model, x, y):
     return model(x, y)[1]
+
+
+def train_step(model, raw_model, optimizer, batches, lr, grad_clip, accum, device, dtype,
+               loss_fn=default_loss, world=1):
+    """One optimizer step over `accum` micro-batches; returns the mean loss as a device tensor
+    (no host sync). bench.py times exactly this function."""
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    total = torch.zeros((), device=device)
+    for m, (x, y) in enumerate(batches):
+        if world > 1:   # all-reduce gradients only on the last micro-step
+            model.require_backward_grad_sync = m == accum - 1
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            loss = loss_fn(model, x, y)
+        (loss / accum).backward()
+        total += loss.detach() / accum
+    torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total
 
 
 def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extra=None, quiet=False):
@@ -347,8 +373,7 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
     # ---- model and optimizer ----
     torch.manual_seed(cfg.seed)
     model = GPT(config_from_preset(cfg.model, ds.meta["vocab_size"], T)).to(device)
-    optimizer = torch.optim.AdamW(model.optimizer_groups(cfg.wd), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                  eps=1e-8, fused=device.type == "cuda")
+    optimizer = make_optimizer(model, cfg, device)
     n_params, n_nonembed = model.num_params(), model.num_params(non_embedding=True)
     flops_tok = model.flops_per_token(T)
     peak = peak_flops(device, dtype)
@@ -435,18 +460,8 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
     ckpt_step = start_step if start_step else None
     for step in range(start_step, steps):
         lr = lr_at(step, steps, warmup_steps, cfg.lr)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        for m, (x, y) in enumerate(micro_batches(step)):
-            if world > 1:   # sync gradients only on the last micro-step
-                model.require_backward_grad_sync = m == accum - 1
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                loss = loss_fn(model, x, y)
-            (loss / accum).backward()
-            loss_acc += loss.detach() / accum
-        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss_acc += train_step(model, raw_model, optimizer, micro_batches(step), lr, cfg.grad_clip,
+                               accum, device, dtype, loss_fn, world)
         n_acc += 1
         tok_log += cfg.batch_size * T
         done = step + 1

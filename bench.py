@@ -1,0 +1,97 @@
+"""
+Benchmark the real training step of train.py (same model, loss, optimizer and train_step, not a
+copy) and print a table: tokens/s, achieved TFLOP/s, MFU against the peak bf16 FLOPS of known GPUs
+(none for CPUs or unknown devices), peak memory, compile time. Also sampling tokens/s with the KV cache.
+
+    python bench.py                                   # tiny presets on whatever device is here
+    python bench.py --models 150m,300m --vocab 128256 --seq_len 4096 --batch 8 --compile true
+
+FLOPs per token = 6 x (params minus input embedding) + 6 x layers x d x T (decisions.md).
+"""
+import argparse
+import time
+
+import torch
+
+from model import GPT, config_from_preset, generate
+from train import TrainConfig, hardware_name, make_optimizer, peak_flops, resolve_device, train_step
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_train(name, args, device, dtype, use_compile):
+    torch.manual_seed(0)
+    model = GPT(config_from_preset(name, args.vocab, args.seq_len)).to(device)
+    cfg = TrainConfig(lr=1e-3, wd=0.1)
+    opt = make_optimizer(model, cfg, device)
+    fwd = torch.compile(model) if use_compile else model
+    x = torch.randint(0, args.vocab, (args.batch, args.seq_len + 1), device=device)
+    batches = lambda: [(x[:, :-1], x[:, 1:])]                                     # one micro-batch
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.time()
+    for _ in range(args.warmup):          # includes compilation
+        train_step(fwd, model, opt, batches(), 1e-3, 1.0, 1, device, dtype)
+    sync(device)
+    compile_s = time.time() - t0
+    t0 = time.time()
+    for _ in range(args.steps):
+        loss = train_step(fwd, model, opt, batches(), 1e-3, 1.0, 1, device, dtype)
+    loss.item()                            # one host sync at the end
+    sync(device)
+    dt = (time.time() - t0) / args.steps
+    tok_s = args.batch * args.seq_len / dt
+    flops = model.flops_per_token(args.seq_len) * tok_s
+    peak = peak_flops(device, dtype)
+    mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return dict(model=name, params=model.num_params(), tok_s=tok_s, tflops=flops / 1e12,
+                mfu=flops / peak if peak else None, mem_gib=mem, warmup_s=compile_s)
+
+
+@torch.no_grad()
+def bench_sample(name, args, device):
+    torch.manual_seed(0)
+    model = GPT(config_from_preset(name, args.vocab, args.seq_len)).to(device).eval()
+    idx = torch.zeros(args.batch, 1, dtype=torch.long, device=device)
+    n = min(args.seq_len - 1, 128)
+    generate([model], idx, 8)
+    sync(device)
+    t0 = time.time()
+    generate([model], idx, n)
+    sync(device)
+    return args.batch * n / (time.time() - t0)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
+    p.add_argument("--models", default="tiny-120k,tiny-530k,tiny-950k,tiny-2.1m")
+    p.add_argument("--vocab", type=int, default=257)
+    p.add_argument("--seq_len", type=int, default=256)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--compile", default="auto")
+    p.add_argument("--no_sample", action="store_true", help="skip the sampling benchmark")
+    args = p.parse_args()
+    device, dtype, use_compile = resolve_device(TrainConfig(device=args.device, dtype=args.dtype,
+                                                            compile=args.compile))
+    print(f"# {hardware_name(device)}, torch {torch.__version__}, {str(dtype).replace('torch.', '')}, "
+          f"compile {use_compile}, vocab {args.vocab}, T {args.seq_len}, batch {args.batch}")
+    print(f"| model | params | train tok/s | TFLOP/s | MFU | peak mem GiB | warmup+compile s | sample tok/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.models.split(","):
+        r = bench_train(name, args, device, dtype, use_compile)
+        s = "-" if args.no_sample else f"{bench_sample(name, args, device):,.0f}"
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
+        mem = f"{r['mem_gib']:.2f}" if r["mem_gib"] is not None else "-"
+        print(f"| {name} | {r['params'] / 1e6:.2f}M | {r['tok_s']:,.0f} | {r['tflops']:.3f} | {mfu} | {mem} | "
+              f"{r['warmup_s']:.1f} | {s} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
