@@ -1,0 +1,330 @@
+"""
+Ensembles (paper section 6): train K members that differ only in init seed and data order, then
+score the ensemble of the first k members for every k = 1..K by averaging their logits.
+
+    python ensemble.py --k 8 --out_dir out/ens --model tiny-530k --epochs 8 --wd 0.4   # + any train.py flag
+    torchrun --nproc_per_node 4 ensemble.py --k 8 --out_dir out/ens ...   # 4 members at a time, one per rank
+    python ensemble.py --eval --members out/ens                  # or out/ens/member_* or 'runs/*/m*'
+    python ensemble.py --eval --out_dir out/ens --combine both   # averaged logits and averaged probabilities
+    python ensemble.py --sample --members out/ens --tokens 200   # = python sample.py out/ens/member_* ...
+
+Training: member i is an ordinary train.py run in DIR/member_i with seed = --seed + i and
+data_seed = --data_seed + i (--vary seed|data keeps the other one fixed), recipe label "member"
+unless --recipe says otherwise. A rerun skips finished members (summary.json exists) and resumes an
+interrupted one from its checkpoint, so `--k 8` after `--k 4` trains only members 4..7. Under
+torchrun member i trains on rank i % P, alone (no gradient sync): an ensemble is embarrassingly
+parallel. Rank 0 then evaluates.
+
+Evaluation: one streaming pass over the val windows; per batch every member runs once, and running
+sums make each extra k cost O(1) (decisions.md):
+    logits rule  log p = log_softmax(mean_i logits_i)            (the paper's; the default)
+    probs rule   log p = logsumexp_i log_softmax(logits_i) - log k
+Members ordered by name (member_2 before member_10) must share tokenizer, vocab, dataset, seq_len
+and val windows. Writes DIR/ensemble.json (fit.py reads it; "members" are relative to its folder):
+    {"kind": "ensemble", "recipe", "N", "N_nonembed", "D", "model", "epochs", "lr", "wd", "dataset",
+     "tokenizer", "vocab", "K", "combine", "losses": {"1": .., "K": ..}, "losses_probs" (if computed),
+     "member_losses", "member_mean", "members", "eval_s", "eval_s_one", "hardware", ...}
+"""
+import argparse
+import dataclasses
+import datetime
+import glob
+import json
+import math
+import os
+import re
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+import data
+import train
+from train import ConfigError, TrainConfig
+
+# Flags that change how a run executes but not what it learns: a finished member trained with other
+# values of these is still the same member (the same list train.py's --resume check ignores).
+RUN_ONLY = ("out_dir", "resume", "device", "compile", "evals", "log_every", "ckpt_every", "micro_batch")
+
+
+# ----------------------------------------------------------------------------
+# Training: K ordinary train.py runs
+
+def member_config(cfg, i, vary="both"):
+    """The TrainConfig of member i: its own folder, seeds shifted by i. resume=True always: train()
+    starts fresh when there is no checkpoint and continues one when an earlier run was cut off."""
+    return dataclasses.replace(
+        cfg, out_dir=os.path.join(cfg.out_dir, f"member_{i}"), resume=True,
+        seed=cfg.seed + i if vary in ("both", "seed") else cfg.seed,
+        data_seed=cfg.data_seed + i if vary in ("both", "data") else cfg.data_seed)
+
+
+def is_finished(mcfg):
+    """True if mcfg.out_dir holds a finished run of this very config; a finished run of different
+    flags is an error, or one ensemble would silently mix two recipes."""
+    if not os.path.exists(os.path.join(mcfg.out_dir, "summary.json")):
+        return False
+    with open(os.path.join(mcfg.out_dir, "config.json")) as f:
+        old = json.load(f)
+    # config.json holds the resolved dtype ("float32", not "auto"), so dtype is not compared either
+    diff = [k for k, v in dataclasses.asdict(mcfg).items() if k not in (*RUN_ONLY, "dtype") and old.get(k) != v]
+    if diff:
+        raise ConfigError(f"{mcfg.out_dir} was trained with different {', '.join(diff)} "
+                          f"({', '.join(f'{old.get(k)} vs {getattr(mcfg, k)}' for k in diff)}); "
+                          f"rerun with the original flags or choose another --out_dir")
+    return True
+
+
+def train_members(cfg, K, vary="both", rank=0, world=1, local_rank=0):
+    """Train this rank's members (i % world == rank) one after another; skip finished ones."""
+    cfgs = [member_config(cfg, i, vary) for i in range(K)]
+    finished = [is_finished(c) for c in cfgs]   # every rank checks all: a bad rerun fails at once
+    for i in range(rank, K, world):
+        if finished[i]:
+            print(f"member_{i}: finished already, skipped ({cfgs[i].out_dir}/summary.json)", flush=True)
+            continue
+        t0 = time.time()
+        # rank=0, world=1: each member is a plain single-process run on this rank's own device
+        s = train.train(cfgs[i], rank=0, world=1, local_rank=local_rank, summary_extra={"member": i},
+                        quiet=rank != 0)
+        print(f"member_{i} (rank {rank}): val loss {s['val_loss']:.4f} in {time.time() - t0:.0f}s", flush=True)
+    return [c.out_dir for c in cfgs]
+
+
+# ----------------------------------------------------------------------------
+# Evaluation: one streaming pass, every k at once
+
+@torch.no_grad()
+def ensemble_losses(models, tokens, T, n, batch, device, dtype, skip=0, rules=("logits",)):
+    """Mean val loss of each member and of the first-k ensemble for k = 1..K under each rule, over the
+    first n windows of T+1 tokens of `tokens` (as data.val_windows cuts them). Windows are gathered
+    per batch from the (memory-mapped) tokens, so memory does not grow with the val set.
+    Returns {"member": [K losses], rule: [K losses, index k-1], ...}."""
+    K = len(models)
+    for m in models:
+        m.eval()
+    sums = {name: torch.zeros(K, dtype=torch.float64, device=device) for name in ("member", *rules)}
+    windows = data.Windows(tokens, n, T)
+    count = 0
+    for i in range(0, n, batch):
+        w = torch.from_numpy(windows.get(np.arange(i, min(i + batch, n)))).to(device)   # (B, T+1)
+        x, y = w[:, :-1], w[:, 1:]                                                        # (B, T)
+        logit_sum = logp_sum = None
+        for j, m in enumerate(models):
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                logits = m(x)[0].float()                                                  # (B, T, V)
+            # the same call, batch and fp64 accumulation as train.evaluate, so k = 1 matches it exactly
+            sums["member"][j] += train.cross_entropy_sum(logits, y, skip).double()
+            if "logits" in rules:
+                logit_sum = logits if logit_sum is None else logit_sum + logits          # (B, T, V)
+                sums["logits"][j] += train.cross_entropy_sum(logit_sum / (j + 1), y, skip).double()
+            if "probs" in rules:
+                logp = F.log_softmax(logits, dim=-1)                                      # (B, T, V)
+                logp_sum = logp if logp_sum is None else torch.logaddexp(logp_sum, logp)  # log sum_i p_i
+                # logp_sum - log k is already normalized; cross_entropy's log_softmax leaves it be
+                sums["probs"][j] += train.cross_entropy_sum(logp_sum - math.log(j + 1), y, skip).double()
+        count += y[:, skip:].numel()
+    return {name: (s / count).tolist() for name, s in sums.items()}
+
+
+def natural_key(path):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path)]
+
+
+def find_members(paths):
+    """Run folders from folders, globs, or an ensemble folder (its member_* runs), ordered by name."""
+    found = []
+    for p in paths:
+        hits = glob.glob(p) if glob.has_magic(p) else [p]
+        if not hits:
+            raise ConfigError(f"--members {p} matches nothing")
+        for h in hits:
+            if not os.path.isdir(h):
+                raise ConfigError(f"--members {h}: no such run folder")
+            inner = [d for d in glob.glob(os.path.join(h, "member_*")) if os.path.isdir(d)]
+            is_run = os.path.exists(os.path.join(h, "summary.json")) or os.path.exists(os.path.join(h, "ckpt.pt"))
+            found += inner if inner and not is_run else [h]
+    return sorted({os.path.normpath(f) for f in found}, key=natural_key)
+
+
+def load_members(paths, device):
+    """(models, summaries, val-set description) for member run folders; refuses members whose
+    predictions are not of the same tokens."""
+    models, summaries, sets = [], [], []
+    datasets = {}
+    for p in paths:
+        if not os.path.exists(os.path.join(p, "summary.json")):
+            raise ConfigError(f"{p} has no summary.json: not a finished run (rerun ensemble.py to finish it, "
+                              f"or leave it out)")
+        with open(os.path.join(p, "summary.json")) as f:
+            summaries.append(json.load(f))
+        model, ckpt = train.load_model(p, device)
+        models.append(model)
+        c = ckpt["config"]
+        if c["dataset"] not in datasets:
+            datasets[c["dataset"]] = data.load_dataset(c["dataset"])
+        ds = datasets[c["dataset"]]
+        T = c["seq_len"]
+        # the same windows data.val_windows cuts: the first min(len, val_tokens) val tokens
+        m = min(len(ds.val), c["val_tokens"] or len(ds.val))
+        sets.append({"tokenizer": ds.meta["tokenizer"], "vocab": ds.meta["vocab_size"], "dataset": ds.path,
+                     "seq_len": T, "val windows": (m - 1) // T, "eval_skip": int(ds.meta.get("eval_skip", 0)),
+                     "_ds": ds, "_batch": c["micro_batch"] or c["batch_size"]})
+    for key in ("tokenizer", "vocab", "dataset", "seq_len", "val windows", "eval_skip"):
+        for p, s in zip(paths[1:], sets[1:]):
+            if s[key] != sets[0][key]:
+                raise ConfigError(f"members do not fit together: {key} is {sets[0][key]} in {paths[0]} "
+                                  f"but {s[key]} in {p}; ensemble only runs scored on the same val tokens")
+    if sets[0]["val windows"] < 1:
+        raise data.DataError(f"the val split of {paths[0]} has no window of {sets[0]['seq_len'] + 1} tokens")
+    return models, summaries, sets[0]
+
+
+def evaluate_ensemble(paths, device_flag="auto", dtype_flag="auto", combine="logits", batch=0, out=None,
+                      local_rank=0, quiet=False):
+    """Score the ensembles of the first k of `paths` (k = 1..K); write and return ensemble.json."""
+    device, dtype, _ = train.resolve_device(TrainConfig(device=device_flag, dtype=dtype_flag), local_rank)
+    models, summaries, vs = load_members(paths, device)
+    K = len(models)
+    rules = ("logits", "probs") if combine == "both" else (combine,)
+    batch = batch or vs["_batch"]
+    args = (vs["_ds"].val, vs["seq_len"], vs["val windows"], batch, device, dtype, vs["eval_skip"])
+
+    t0 = time.time()
+    res = ensemble_losses(models, *args, rules=rules)
+    eval_s = time.time() - t0
+    # the cost of K members against one: the same pass with member 0 alone, run second so it is warm
+    eval_s_one = eval_s
+    if K > 1:
+        t0 = time.time()
+        ensemble_losses(models[:1], *args, rules=rules)
+        eval_s_one = time.time() - t0
+
+    def common(key):   # a field all members share, else None (fit.py then skips the point)
+        vals = {json.dumps(s.get(key)) for s in summaries}
+        return summaries[0].get(key) if len(vals) == 1 else None
+    mixed = [k for k in ("recipe", "model", "N", "D", "epochs", "lr", "wd") if common(k) is None]
+    out = out or os.path.join(os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]),
+                              "ensemble.json")
+    main_rule = "logits" if "logits" in rules else "probs"
+    result = {
+        "kind": "ensemble", "recipe": common("recipe"), "N": common("N"), "N_nonembed": common("N_nonembed"),
+        "D": common("D"), "model": common("model"), "epochs": common("epochs"), "lr": common("lr"),
+        "wd": common("wd"), "batch_size": common("batch_size"), "seq_len": vs["seq_len"],
+        "dataset": common("dataset"), "tokenizer": vs["tokenizer"], "vocab": vs["vocab"], "K": K,
+        "combine": main_rule, "losses": {str(k + 1): l for k, l in enumerate(res[main_rule])},
+        **({"losses_probs": {str(k + 1): l for k, l in enumerate(res["probs"])}} if "probs" in rules else {}),
+        "member_losses": res["member"], "member_mean": sum(res["member"]) / K, "member_best": min(res["member"]),
+        "members": [os.path.relpath(os.path.abspath(p), os.path.dirname(os.path.abspath(out))) for p in paths],
+        "seeds": [s.get("seed") for s in summaries], "data_seeds": [s.get("data_seed") for s in summaries],
+        "val_tokens": vs["val windows"] * (vs["seq_len"] - vs["eval_skip"]),
+        "eval_s": eval_s, "eval_s_one": eval_s_one, "eval_batch": batch,
+        "train_wall_s": sum(s.get("wall_s", 0) for s in summaries),
+        "hardware": train.hardware_name(device),
+        **({"mixed": mixed} if mixed else {}),
+        **({"limits": summaries[0]["limits"]} if "limits" in summaries[0] and common("D") else {}),
+    }
+    train.atomic_write_json(out, result)
+    if not quiet:
+        if mixed:
+            print(f"note: members differ in {', '.join(mixed)}; ensemble.json records those as null")
+        print(f"{'k':>3} " + " ".join(f"{r + ' rule':>12}" for r in rules))
+        for k in range(K):
+            print(f"{k + 1:>3} " + " ".join(f"{res[r][k]:>12.4f}" for r in rules))
+        best = int(np.argmin(res["member"]))
+        print(f"members: {' '.join(f'{l:.4f}' for l in res['member'])} | mean {result['member_mean']:.4f}, "
+              f"best {res['member'][best]:.4f} ({paths[best]})")
+        print(f"ensemble of {K} ({main_rule} rule): {res[main_rule][-1]:.4f}; "
+              f"best member minus ensemble = {res['member'][best] - res[main_rule][-1]:+.4f} nats")
+        print(f"eval: {eval_s:.2f}s for {K} members, {eval_s_one:.2f}s for one ({eval_s / eval_s_one:.2f}x) "
+              f"-> {out}")
+    return result
+
+
+# ----------------------------------------------------------------------------
+# Command line
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--k", type=int, default=0, help="number of members to train (with --eval: use the first k)")
+    p.add_argument("--vary", choices=["both", "seed", "data"], default="both",
+                   help="what differs between members: init seed, data order, or both (the paper)")
+    p.add_argument("--eval", action="store_true", help="only evaluate --members (or the members in --out_dir)")
+    p.add_argument("--members", nargs="+", default=None, help="run folders, globs, or an ensemble folder")
+    p.add_argument("--combine", choices=["logits", "probs", "both"], default="logits",
+                   help="average logits (the paper), probabilities, or report both from one pass")
+    p.add_argument("--eval_batch", type=int, default=0, help="val windows per batch (0 = the members' micro-batch)")
+    p.add_argument("--out", default=None, help="where to write ensemble.json (default: next to the members)")
+    p.add_argument("--sample", action="store_true", help="sample text from --members: see sample.py for flags")
+    train.add_config_flags(p, skip=("resume",))   # members always resume: a rerun finishes the ensemble
+    p.set_defaults(recipe="member", out_dir="out/ensemble")
+    return p
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--sample" in argv:
+        # sample.py already samples from an ensemble's averaged logits (KV cache, --combine probs too);
+        # here we only expand --members and hand the remaining flags over to it
+        import sample
+        sp = argparse.ArgumentParser(add_help=False)
+        sp.add_argument("--sample", action="store_true")
+        sp.add_argument("--members", nargs="+", required=True)
+        args, rest = sp.parse_known_args(argv)
+        try:
+            members = find_members(args.members)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        return sample.main(members + rest)
+
+    p = build_parser()
+    args = p.parse_args(argv)
+    fields = [f.name for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)]
+    cfg = TrainConfig(**{name: getattr(args, name) for name in fields})
+    try:
+        if args.eval:
+            # members keep the settings they were trained with; a training flag here would do nothing
+            ignored = [name for name in fields if name not in ("device", "dtype", "out_dir")
+                       and getattr(args, name) != p.get_default(name)]
+            if ignored:
+                raise ConfigError(f"--{ignored[0]} does not apply to --eval: members keep their own settings")
+            members = find_members(args.members or [cfg.out_dir])
+            if args.k:
+                if args.k > len(members):
+                    raise ConfigError(f"--k {args.k} but only {len(members)} members found")
+                members = members[:args.k]
+            evaluate_ensemble(members, cfg.device, cfg.dtype, args.combine, args.eval_batch, args.out)
+            return
+        if args.k < 1:
+            raise ConfigError("--k (the number of members) must be >= 1 to train; use --eval to only evaluate")
+        if args.members:
+            raise ConfigError("--members is for --eval or --sample; to train, give --k and --out_dir")
+        train.validate(cfg)
+        rank, world, local_rank = train.setup_distributed(cfg.device)
+        # Ranks finish at different times (K % P != 0, or a resumed member), possibly hours apart; the
+        # default process group would time out waiting, so the barrier uses a gloo group with a long one.
+        waiter = dist.new_group(backend="gloo", timeout=datetime.timedelta(days=30)) if world > 1 else None
+        members = train_members(cfg, args.k, args.vary, rank, world, local_rank)
+        if world > 1:
+            dist.barrier(group=waiter)
+        if rank == 0:
+            evaluate_ensemble(members, cfg.device, cfg.dtype, args.combine, args.eval_batch,
+                              args.out or os.path.join(cfg.out_dir, "ensemble.json"), local_rank)
+    except (ConfigError, data.DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except FloatingPointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(3)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
