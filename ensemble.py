@@ -47,7 +47,7 @@ from train import ConfigError, TrainConfig
 
 # Flags that change how a run executes but not what it learns: a finished member trained with other
 # values of these is still the same member (the same list train.py's --resume check ignores).
-RUN_ONLY = ("out_dir", "resume", "device", "compile", "evals", "log_every", "ckpt_every", "micro_batch")
+RUN_ONLY = train.RUN_ONLY
 
 
 # ----------------------------------------------------------------------------

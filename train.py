@@ -47,6 +47,8 @@ class TrainConfig:
     val_tokens: int = 0           # evaluate on the first val_tokens of the val split (0 = all)
     # model
     model: str = "tiny-530k"      # a preset from model.PRESETS
+    attn: str = "sdpa"            # attention kernel: sdpa | flex (FlexAttention; training needs CUDA)
+    doc_mask: bool = False        # document-causal attention: no token sees across an end-of-text token
     # optimization (paper section 4: AdamW b1 0.9 b2 0.95 eps 1e-8, clip 1.0, 1% warmup, cosine to 0)
     epochs: float = 8.0
     lr: float = 3e-3
@@ -74,6 +76,10 @@ class TrainConfig:
     device: str = "auto"          # auto | cpu | cuda | cuda:N
     dtype: str = "auto"           # auto (bf16 autocast on CUDA, fp32 on CPU) | float32 | bfloat16
     compile: str = "auto"         # auto (on for CUDA, off on CPU) | true | false
+
+
+# Flags that change how a run executes but not what it learns: a run may be resumed with other values.
+RUN_ONLY = ("out_dir", "resume", "device", "compile", "evals", "log_every", "ckpt_every", "micro_batch")
 
 
 class ConfigError(ValueError):
@@ -106,6 +112,8 @@ def add_config_flags(p, skip=()):
 def validate(cfg):
     if cfg.model not in PRESETS:
         raise ConfigError(f"unknown --model {cfg.model!r}; choose one of: {', '.join(PRESETS)}")
+    if cfg.attn not in ("sdpa", "flex"):
+        raise ConfigError(f"--attn must be sdpa or flex (got {cfg.attn!r})")
     if cfg.epochs <= 0:
         raise ConfigError(f"--epochs must be > 0 (got {cfg.epochs})")
     if cfg.wd < 0:
@@ -157,6 +165,19 @@ class EpochStream:
         idx = self.indices(step * per_step, per_step)
         per = per_step // (world * accum)
         return [idx[(m * world + rank) * per:(m * world + rank + 1) * per] for m in range(accum)]
+
+
+class Samples:
+    """A teacher corpus from distill.py: samples of T+1 tokens laid end to end. Unlike data.Windows,
+    consecutive rows share no boundary token (each starts at its own end-of-document token)."""
+    def __init__(self, tokens, T):
+        self.rows = tokens[:len(tokens) // (T + 1) * (T + 1)].reshape(-1, T + 1)   # (n, T+1), no copy
+
+    def __len__(self):
+        return len(self.rows)
+
+    def get(self, idx):
+        return self.rows[np.asarray(idx, dtype=np.int64)].astype(np.int64)        # (len(idx), T+1)
 
 
 # ----------------------------------------------------------------------------
@@ -347,7 +368,13 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
             raise ConfigError(f"--mix_data {cfg.mix_data} has tokenizer {mix_ds.meta['tokenizer']}/"
                               f"{mix_ds.meta['vocab_size']}, the dataset has {ds.meta['tokenizer']}/"
                               f"{ds.meta['vocab_size']}; sample the corpus with a matching teacher")
-        mix = data.train_sequences(mix_ds.train, len(mix_ds.train), T)
+        if "sequence_tokens" in mix_ds.meta:   # distill.py's corpus: independent samples of T+1 tokens
+            if mix_ds.meta["sequence_tokens"] != T + 1:
+                raise ConfigError(f"--mix_data {cfg.mix_data} holds samples of {mix_ds.meta['sequence_tokens']} "
+                                  f"tokens, this run needs {T + 1} (--seq_len {T}); sample a corpus for it")
+            mix = Samples(mix_ds.train, T)
+        else:
+            mix = data.train_sequences(mix_ds.train, len(mix_ds.train), T)
         if B_real <= 0:
             raise ConfigError("--mix_weight leaves no real sequences in a batch; lower it")
 
@@ -372,7 +399,8 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
 
     # ---- model and optimizer ----
     torch.manual_seed(cfg.seed)
-    model = GPT(config_from_preset(cfg.model, ds.meta["vocab_size"], T)).to(device)
+    model = GPT(config_from_preset(cfg.model, ds.meta["vocab_size"], T, attn=cfg.attn, doc_mask=cfg.doc_mask,
+                                   eot_token=ds.meta["eot_token"])).to(device)
     optimizer = make_optimizer(model, cfg, device)
     n_params, n_nonembed = model.num_params(), model.num_params(non_embedding=True)
     flops_tok = model.flops_per_token(T)
@@ -385,9 +413,8 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
         raise ConfigError(f"{cfg.out_dir} already holds a run; pass --resume to continue it or choose another --out_dir")
     if cfg.resume and os.path.exists(ckpt_path):
         ckpt = load_checkpoint(ckpt_path, device)
-        keep = ("out_dir", "resume", "device", "compile", "evals", "log_every", "ckpt_every", "micro_batch")
-        old = {k: v for k, v in ckpt["config"].items() if k not in keep}
-        new = {k: v for k, v in asdict(cfg).items() if k not in keep}
+        old = {k: v for k, v in ckpt["config"].items() if k not in RUN_ONLY}
+        new = {k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY}
         diff = [k for k in new if old.get(k) != new[k]]
         if diff:
             raise ConfigError(f"--resume with a different config ({', '.join(diff)}) than the checkpoint in "
@@ -403,8 +430,8 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
         os.makedirs(cfg.out_dir, exist_ok=True)
     derived = dict(steps=steps, warmup_steps=warmup_steps, grad_accum=accum, micro_batch=micro, world=world,
                    n_seq=n_real, D=n_real * T, N=n_params, N_nonembed=n_nonembed, flops_per_token=flops_tok,
-                   decay_budget=decay_budget, device=str(device), dtype=str(dtype).replace("torch.", ""),
-                   compile=use_compile, vocab=ds.meta["vocab_size"], tokenizer=ds.meta["tokenizer"])
+                   decay_budget=decay_budget, resolved_device=str(device),
+                   resolved_dtype=str(dtype).replace("torch.", ""), resolved_compile=use_compile, vocab=ds.meta["vocab_size"], tokenizer=ds.meta["tokenizer"])
     if master:
         atomic_write_json(os.path.join(cfg.out_dir, "config.json"), {**asdict(cfg), **derived})
     say(json.dumps({**asdict(cfg), **derived}))
