@@ -1,15 +1,20 @@
 """
 Benchmark the real training step of train.py (same model, loss, optimizer and train_step, not a
 copy) and print a table: tokens/s, achieved TFLOP/s, MFU against the peak bf16 FLOPS of known GPUs
-(none for CPUs or unknown devices), peak memory, compile time. Also sampling tokens/s with the KV cache.
+(none for CPUs or unknown devices), peak memory, compile time; forward-only (inference) tokens/s;
+sampling tokens/s with the KV cache.
 
     python bench.py                                   # tiny presets on whatever device is here
     python bench.py --models 150m,300m --vocab 128256 --seq_len 4096 --batch 8 --compile true
+    python bench.py --attn flex --doc_mask            # FlexAttention, document-causal (EOT every 64 tokens)
+
+FlexAttention has no backward on CPU (torch 2.13): there --attn flex times the forward pass only.
 
 FLOPs per token = 6 x (params minus input embedding) + 6 x layers x d x T (decisions.md).
 """
 import argparse
 import time
+import warnings
 
 import torch
 
@@ -22,14 +27,38 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def make_model(name, args):
+    """The preset with the chosen attention; the last token id of the vocabulary is the EOT."""
+    return GPT(config_from_preset(name, args.vocab, args.seq_len, attn=args.attn, doc_mask=args.doc_mask,
+                                  eot_token=args.vocab - 1))
+
+
+def bench_forward(fwd, x, args, device, dtype):
+    """Forward-only tokens/s (no_grad), e.g. evaluation; the one number flex has on a CPU."""
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        for _ in range(args.warmup):
+            fwd(x)
+        sync(device)
+        t0 = time.time()
+        for _ in range(args.steps):
+            fwd(x)
+        sync(device)
+    return x.numel() * args.steps / (time.time() - t0)
+
+
 def bench_train(name, args, device, dtype, use_compile):
     torch.manual_seed(0)
-    model = GPT(config_from_preset(name, args.vocab, args.seq_len)).to(device)
+    model = make_model(name, args).to(device)
     cfg = TrainConfig(lr=1e-3, wd=0.1)
     opt = make_optimizer(model, cfg, device)
     fwd = torch.compile(model) if use_compile else model
     x = torch.randint(0, args.vocab, (args.batch, args.seq_len + 1), device=device)
+    if args.doc_mask:   # packed documents of 64 tokens, so the document mask is not trivial
+        x[:, 63::64] = args.vocab - 1
     batches = lambda: [(x[:, :-1], x[:, 1:])]                                     # one micro-batch
+    fwd_tok_s = bench_forward(fwd, x[:, :-1], args, device, dtype)
+    if args.attn == "flex" and device.type == "cpu":                              # no CPU backward
+        return dict(model=name, params=model.num_params(), tok_s=None, fwd_tok_s=fwd_tok_s)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.time()
@@ -48,13 +77,13 @@ def bench_train(name, args, device, dtype, use_compile):
     peak = peak_flops(device, dtype)
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return dict(model=name, params=model.num_params(), tok_s=tok_s, tflops=flops / 1e12,
-                mfu=flops / peak if peak else None, mem_gib=mem, warmup_s=compile_s)
+                mfu=flops / peak if peak else None, mem_gib=mem, warmup_s=compile_s, fwd_tok_s=fwd_tok_s)
 
 
 @torch.no_grad()
 def bench_sample(name, args, device):
     torch.manual_seed(0)
-    model = GPT(config_from_preset(name, args.vocab, args.seq_len)).to(device).eval()
+    model = make_model(name, args).to(device).eval()
     idx = torch.zeros(args.batch, 1, dtype=torch.long, device=device)
     n = min(args.seq_len - 1, 128)
     generate([model], idx, 8)
@@ -76,21 +105,31 @@ def main():
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--compile", default="auto")
+    p.add_argument("--attn", default="sdpa", choices=["sdpa", "flex"], help="attention kernel")
+    p.add_argument("--doc_mask", action="store_true", help="document-causal mask (an EOT every 64 tokens)")
     p.add_argument("--no_sample", action="store_true", help="skip the sampling benchmark")
     args = p.parse_args()
     device, dtype, use_compile = resolve_device(TrainConfig(device=args.device, dtype=args.dtype,
                                                             compile=args.compile))
     print(f"# {hardware_name(device)}, torch {torch.__version__}, {str(dtype).replace('torch.', '')}, "
-          f"compile {use_compile}, vocab {args.vocab}, T {args.seq_len}, batch {args.batch}")
-    print(f"| model | params | train tok/s | TFLOP/s | MFU | peak mem GiB | warmup+compile s | sample tok/s |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"compile {use_compile}, vocab {args.vocab}, T {args.seq_len}, batch {args.batch}, "
+          f"attn {args.attn}{' + doc_mask' if args.doc_mask else ''}")
+    if args.attn == "flex" and device.type == "cpu":
+        print("# FlexAttention has no backward on CPU: training columns are '-', forward only")
+        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+    print(f"| model | params | train tok/s | TFLOP/s | MFU | peak mem GiB | warmup+compile s | fwd tok/s | "
+          f"sample tok/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         r = bench_train(name, args, device, dtype, use_compile)
         s = "-" if args.no_sample else f"{bench_sample(name, args, device):,.0f}"
-        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
-        mem = f"{r['mem_gib']:.2f}" if r["mem_gib"] is not None else "-"
-        print(f"| {name} | {r['params'] / 1e6:.2f}M | {r['tok_s']:,.0f} | {r['tflops']:.3f} | {mfu} | {mem} | "
-              f"{r['warmup_s']:.1f} | {s} |", flush=True)
+        if r["tok_s"] is None:
+            train = "- | - | - | - | -"
+        else:
+            mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
+            mem = f"{r['mem_gib']:.2f}" if r["mem_gib"] is not None else "-"
+            train = f"{r['tok_s']:,.0f} | {r['tflops']:.3f} | {mfu} | {mem} | {r['warmup_s']:.1f}"
+        print(f"| {name} | {r['params'] / 1e6:.2f}M | {train} | {r['fwd_tok_s']:,.0f} | {s} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ def is_finished(mcfg):
     with open(os.path.join(mcfg.out_dir, "config.json")) as f:
         old = json.load(f)
     # config.json holds the resolved dtype ("float32", not "auto"), so dtype is not compared either
+    old = {**dataclasses.asdict(TrainConfig()), **old}   # fields added since it was written: defaults
     diff = [k for k, v in dataclasses.asdict(mcfg).items() if k not in (*RUN_ONLY, "dtype") and old.get(k) != v]
     if diff:
         raise ConfigError(f"{mcfg.out_dir} was trained with different {', '.join(diff)} "

@@ -4,7 +4,11 @@ pre-norm RMSNorm with weights, rotary positions, SwiGLU MLP, no biases, untied i
 embeddings, grouped-query attention when n_kv_head < n_head, no dropout.
 
 Attention goes through F.scaled_dot_product_attention(is_causal=True), so on a GPU PyTorch picks
-the fused flash kernel; torch.compile (train.py, on by default on CUDA) fuses the rest.
+the fused flash kernel; torch.compile (train.py, on by default on CUDA) fuses the rest. Two options
+(GPTConfig.attn, .doc_mask): attn="flex" runs FlexAttention (compiled on CUDA) instead of SDPA, and
+doc_mask=True makes the mask document-causal: a token attends only to earlier tokens of its own
+document, documents being delimited by the end-of-text token, so packed documents never see each
+other. Both attention kernels compute the same function for the same mask (tests/test_attention.py).
 """
 import math
 from dataclasses import dataclass
@@ -12,6 +16,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+
+# FlexAttention is only fast compiled (it then generates one fused kernel for the mask): the first GPT
+# with attn="flex" wraps it once (importing the compiler takes seconds, so not at import time). On
+# CPU the eager version runs: forward only (torch 2.13 has no CPU backward for it), for tests.
+flex_attention_compiled = None
 
 
 @dataclass
@@ -25,6 +35,9 @@ class GPTConfig:
     ffn: int = 448           # SwiGLU hidden size; the paper's shapes use 3.5 x n_embd
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
+    attn: str = "sdpa"       # attention kernel: "sdpa" (scaled_dot_product_attention) | "flex" (FlexAttention)
+    doc_mask: bool = False   # document-causal mask: no attention across end-of-text tokens
+    eot_token: int = -1      # the end-of-text token id (the dataset's meta["eot_token"]); used with doc_mask
 
 
 # ----------------------------------------------------------------------------
@@ -40,6 +53,7 @@ PRESETS = {
     "300m":       (768,    2688, 12,      12,     12),
     "600m":       (1024,   3584, 24,      16,     8),
     "1.4b":       (2048,   7168, 16,      16,     8),
+    "tiny-67k":   (48,     168,  2,       2,      2),
     "tiny-120k":  (64,     224,  2,       2,      2),
     "tiny-240k":  (64,     224,  4,       2,      2),
     "tiny-530k":  (96,     336,  4,       3,      3),
@@ -50,12 +64,13 @@ PRESETS = {
 }
 
 
-def config_from_preset(name, vocab_size, block_size):
+def config_from_preset(name, vocab_size, block_size, **overrides):
+    """The preset's shape; overrides set any other GPTConfig field (attn="flex", doc_mask=True, ...)."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; choose one of: {', '.join(PRESETS)}")
     n_embd, ffn, n_layer, n_head, n_kv_head = PRESETS[name]
-    return GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
-                     n_head=n_head, n_kv_head=n_kv_head, n_embd=n_embd, ffn=ffn)
+    return GPTConfig(**{**dict(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
+                               n_kv_head=n_kv_head, n_embd=n_embd, ffn=ffn), **overrides})
 
 
 # ----------------------------------------------------------------------------
@@ -88,6 +103,41 @@ def apply_rotary(x, cos, sin):
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
+# ----------------------------------------------------------------------------
+# Attention masks. A packed training window holds several documents, each closed by the end-of-text
+# token (EOT). With doc_mask, query q may see key k only if k <= q and both are in the same document.
+
+def document_ids(idx, eot):
+    """(B, T) token ids -> (B, T) document index: the number of EOTs strictly before each token, so
+    an EOT belongs to the document it closes (it still sees that document; the next one starts after)."""
+    is_eot = (idx == eot).int()
+    return torch.cumsum(is_eot, dim=1) - is_eot
+
+
+def sdpa_doc_mask(doc_q, doc_k):
+    """Boolean SDPA mask (B, 1, Tq, Tk), True = may attend, for Tq queries that are the LAST Tq of the
+    Tk keys (Tq == Tk in training; Tq < Tk after a KV cache): document-causal."""
+    Tq, Tk = doc_q.size(1), doc_k.size(1)
+    causal = torch.ones(Tq, Tk, dtype=torch.bool, device=doc_q.device).tril(Tk - Tq)
+    return (doc_q[:, :, None] == doc_k[:, None, :]).unsqueeze(1) & causal
+
+
+def flex_block_mask(idx, cfg):
+    """FlexAttention BlockMask for one forward pass: causal, or document-causal with cfg.doc_mask."""
+    B, T = idx.shape
+    if cfg.doc_mask:
+        doc = document_ids(idx, cfg.eot_token)
+
+        def mask_mod(b, h, q, k):
+            return (k <= q) & (doc[b, q] == doc[b, k])
+    else:
+        B = None    # the same mask for every sequence
+
+        def mask_mod(b, h, q, k):
+            return k <= q
+    return create_block_mask(mask_mod, B=B, H=None, Q_LEN=T, KV_LEN=T, device=idx.device)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg):
         super().__init__()
@@ -99,7 +149,8 @@ class Attention(nn.Module):
         self.v = nn.Linear(cfg.n_embd, cfg.n_kv_head * self.head_dim, bias=False)
         self.o = nn.Linear(cfg.n_head * self.head_dim, cfg.n_embd, bias=False)
 
-    def forward(self, x, cos, sin, kv_cache=None):
+    def forward(self, x, cos, sin, kv_cache=None, mask=None):
+        """mask: None (causal), a boolean SDPA mask (B, 1, T, Tk) or a FlexAttention BlockMask."""
         B, T, _ = x.shape
         q = self.q(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)     # (B, H, T, hd)
         k = self.k(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, Hkv, T, hd)
@@ -111,12 +162,19 @@ class Attention(nn.Module):
                 k = torch.cat([kv_cache["k"], k], dim=2)                         # (B, Hkv, Tc+T, hd)
                 v = torch.cat([kv_cache["v"], v], dim=2)
             kv_cache["k"], kv_cache["v"] = k, v
+        if isinstance(mask, BlockMask):
+            # FlexAttention does grouped-query attention itself (query head h reads kv head h // rep)
+            attend = flex_attention_compiled if x.device.type == "cuda" else flex_attention
+            y = attend(q, k, v, block_mask=mask, enable_gqa=self.n_kv_head != self.n_head)  # (B, H, T, hd)
+            return self.o(y.transpose(1, 2).contiguous().view(B, T, -1))
         if self.n_kv_head != self.n_head:
             rep = self.n_head // self.n_kv_head
             k = k.repeat_interleave(rep, dim=1)                                  # (B, H, Tk, hd)
             v = v.repeat_interleave(rep, dim=1)
         Tk = k.size(2)
-        if Tk == T:
+        if mask is not None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)          # document-causal
+        elif Tk == T:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)          # (B, H, T, hd)
         else:
             # T new queries after Tk - T cached keys: query i sees keys 0 .. Tk - T + i
@@ -145,8 +203,8 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, kv_cache=None):
-        x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache)
+    def forward(self, x, cos, sin, kv_cache=None, mask=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache, mask)
         x = x + self.mlp(self.mlp_norm(x))
         return x
 
@@ -157,6 +215,13 @@ class Block(nn.Module):
 class GPT(nn.Module):
     def __init__(self, cfg):
         super().__init__()
+        if cfg.attn not in ("sdpa", "flex"):
+            raise ValueError(f"unknown attn {cfg.attn!r}; choose sdpa or flex")
+        if cfg.doc_mask and cfg.eot_token < 0:
+            raise ValueError("doc_mask needs eot_token (the dataset's end-of-text token id)")
+        global flex_attention_compiled
+        if cfg.attn == "flex" and flex_attention_compiled is None:
+            flex_attention_compiled = torch.compile(flex_attention, dynamic=False)
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
@@ -187,15 +252,39 @@ class GPT(nn.Module):
         B, T = idx.shape
         assert pos + T <= self.cfg.block_size, f"sequence length {pos + T} > block_size {self.cfg.block_size}"
         cos, sin = self.rope_cos[pos:pos + T], self.rope_sin[pos:pos + T]       # (T, hd/2)
+        mask = self.attention_mask(idx, kv_cache)                                 # one for all layers
         x = self.embed(idx)                                                       # (B, T, C)
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, None if kv_cache is None else kv_cache[i])
+            x = block(x, cos, sin, None if kv_cache is None else kv_cache[i], mask)
         x = self.norm(x)
         logits = self.lm_head(x).float()                                          # (B, T, V) fp32
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss
+
+    def attention_mask(self, idx, kv_cache=None):
+        """The mask every block uses in this forward pass: None means plain causal (SDPA's is_causal
+        fast path, the default), else a boolean SDPA mask or a FlexAttention BlockMask.
+        With a KV cache (generation) attention always goes through SDPA, whatever cfg.attn says: flex
+        is for training on packed windows. With doc_mask the cache also keeps each cached key's document
+        id, so sampling after an EOT sees only the new document, exactly as in training."""
+        cfg = self.cfg
+        if kv_cache is not None:
+            if not cfg.doc_mask:
+                return None
+            cache = kv_cache[0]                                                   # kept in layer 0's dict
+            n_eot = cache.get("n_eot", 0)                                         # EOTs already cached, (B, 1)
+            doc = n_eot + document_ids(idx, cfg.eot_token)                        # (B, T)
+            cache["n_eot"] = n_eot + (idx == cfg.eot_token).sum(1, keepdim=True)
+            cache["doc"] = torch.cat([cache["doc"], doc], 1) if "doc" in cache else doc   # (B, Tc + T)
+            return sdpa_doc_mask(doc, cache["doc"])
+        if cfg.attn == "flex":
+            return flex_block_mask(idx, cfg)
+        if cfg.doc_mask:
+            doc = document_ids(idx, cfg.eot_token)
+            return sdpa_doc_mask(doc, doc)
+        return None
 
     # ------------------------------------------------------------------
     def optimizer_groups(self, weight_decay):

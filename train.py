@@ -79,7 +79,7 @@ class TrainConfig:
 
 
 # Flags that change how a run executes but not what it learns: a run may be resumed with other values.
-RUN_ONLY = ("out_dir", "resume", "device", "compile", "evals", "log_every", "ckpt_every", "micro_batch")
+RUN_ONLY = ("out_dir", "resume", "device", "compile", "evals", "log_every", "ckpt_every", "micro_batch", "attn")
 
 
 class ConfigError(ValueError):
@@ -114,6 +114,9 @@ def validate(cfg):
         raise ConfigError(f"unknown --model {cfg.model!r}; choose one of: {', '.join(PRESETS)}")
     if cfg.attn not in ("sdpa", "flex"):
         raise ConfigError(f"--attn must be sdpa or flex (got {cfg.attn!r})")
+    if cfg.attn == "flex" and (cfg.device == "cpu" or not torch.cuda.is_available()):
+        raise ConfigError("--attn flex trains only on CUDA (FlexAttention has no CPU backward); "
+                          "--attn sdpa computes the same attention")
     if cfg.epochs <= 0:
         raise ConfigError(f"--epochs must be > 0 (got {cfg.epochs})")
     if cfg.wd < 0:
@@ -413,7 +416,8 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
         raise ConfigError(f"{cfg.out_dir} already holds a run; pass --resume to continue it or choose another --out_dir")
     if cfg.resume and os.path.exists(ckpt_path):
         ckpt = load_checkpoint(ckpt_path, device)
-        old = {k: v for k, v in ckpt["config"].items() if k not in RUN_ONLY}
+        # fields added after a checkpoint was written take their defaults
+        old = {k: v for k, v in {**asdict(TrainConfig()), **ckpt["config"]}.items() if k not in RUN_ONLY}
         new = {k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY}
         diff = [k for k in new if old.get(k) != new[k]]
         if diff:

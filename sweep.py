@@ -1,0 +1,341 @@
+"""
+Reproduce the paper end to end (paper.md sections 5-8): for one preset, run
+  1. the standard recipe: wd 0.1, coordinate descent over (epochs, lr) per model size N;
+  2. the regularized recipe: coordinate descent over (epochs, lr, wd) per N, then extra seeds at the optimum;
+  3. ensembles per N, members at the regularized point and at the paper's shift (2x epochs, 1/2 wd),
+     K = 1..Kmax; the setting with the lower K -> inf asymptote wins (fit.py picks it);
+  4. the standard recipe at smaller data budgets, for its data law and data-efficiency multipliers;
+  5. distillation: the best ensemble at one size into a student of that size, and self-distillation;
+then fit.py turns the points into results/<preset>/ (fits.json, PNGs, points.jsonl).
+
+    python sweep.py --preset mini --dry_run      # the plan: runs, tokens, FLOPs and an ETA
+    python sweep.py --preset mini                # ~1-2 hours on 2 CPU cores; resumable
+    python sweep.py --preset mini --shard 0/4    # spread N over 4 processes or GPUs, then
+    python sweep.py --preset mini --report_only  # fit whatever has finished
+
+Every run is an ordinary train.py run in runs/<preset>/<config name>/: a finished run is never
+trained twice (coordinate descent revisits points for free), an interrupted one resumes from its
+checkpoint, and the standard and regularized searches share the runs they have in common.
+"""
+import argparse
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import data
+import train
+from train import TrainConfig
+
+# ----------------------------------------------------------------------------
+# Presets. Grids follow the paper's (section 5) doubling steps; the miniatures keep the paper's
+# over-parameterization (params / tokens ~0.5-5) rather than its absolute sizes (section 9).
+
+PRESETS = {
+    "mini": dict(
+        dataset="shakespeare_byte", prepare=["shakespeare", "--tokenizer", "byte"],
+        D=65_536, data_budgets=[16_384, 32_768], seq_len=128, batch_size=32, val_tokens=131_072,
+        models=["tiny-67k", "tiny-120k", "tiny-240k", "tiny-530k"],
+        epochs=[2, 4, 8, 16, 32], lr=[1e-3, 3e-3, 1e-2], wd=[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8],
+        std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=0.8),
+        seeds=2, K=4, distill_model="tiny-240k", mix_weight=0.5, corpus_mult=2, max_moves=4),
+    "synthetic": dict(
+        dataset="synthetic", prepare=None,
+        D=131_072, data_budgets=[32_768, 65_536], seq_len=256, batch_size=32, val_tokens=0,
+        models=["tiny-120k", "tiny-240k", "tiny-530k", "tiny-950k"],
+        epochs=[1, 2, 4, 8, 16, 32], lr=[1e-3, 3e-3, 1e-2], wd=[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8],
+        std_start=dict(epochs=4, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=0.8),
+        seeds=2, K=4, distill_model="tiny-530k", mix_weight=0.5, corpus_mult=2, max_moves=6),
+    # the whole pipeline in a couple of minutes (CI runs it): nothing here is meant to show anything
+    "smoke": dict(
+        dataset="smoke", prepare=None,
+        D=4_096, data_budgets=[2_048, 3_072], seq_len=32, batch_size=8, val_tokens=2_048,
+        models=["tiny-120k", "tiny-240k", "tiny-530k"],
+        epochs=[1, 2], lr=[1e-2], wd=[0.1, 0.8],
+        std_start=dict(epochs=1, lr=1e-2), reg_start=dict(epochs=1, lr=1e-2, wd=0.8),
+        seeds=1, K=3, distill_model="tiny-120k", mix_weight=0.5, corpus_mult=1, max_moves=1),
+    # the paper's scale (section 5): runnable on GPUs, not run here. D = 800 base steps x 64 x 4096.
+    "paper": dict(
+        dataset="dclm_llama3", prepare=None,
+        D=209_715_200, data_budgets=[419_430_400, 838_860_800, 1_677_721_600], seq_len=4096,
+        batch_size=64, val_tokens=4_194_304,
+        models=["150m", "300m", "600m", "1.4b"],
+        epochs=[1, 2, 4, 8, 16, 32, 64], lr=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
+        wd=[0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4],
+        std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=16, lr=3e-3, wd=0.8),
+        seeds=1, K=5, distill_model="300m", mix_weight=0.75, corpus_mult=4, max_moves=10),
+}
+STD_WD = 0.1
+
+
+# ----------------------------------------------------------------------------
+# One run = one train.py config, cached by name
+
+class Sweep:
+    def __init__(self, preset, name, runs_dir, dry_run=False, dataset=None):
+        self.p, self.name, self.runs_dir, self.dry = preset, name, runs_dir, dry_run
+        self.dataset = dataset or preset["dataset"]
+        self.points = []          # (recipe label, summary) rows for points.jsonl
+        self.planned = []         # dry run: configs that would train
+        self.t0 = time.time()
+
+    def config(self, model, epochs, lr, wd, seed=0, D=None, **extra):
+        D = D or self.p["D"]
+        name = f"{model}_D{D}_ep{epochs:g}_lr{lr:g}_wd{wd:g}_s{seed}"
+        if extra.get("mix_data"):
+            name += "_" + extra.pop("tag")
+        extra.pop("tag", None)
+        return TrainConfig(dataset=self.dataset, train_tokens=D, seq_len=self.p["seq_len"],
+                           batch_size=self.p["batch_size"], val_tokens=self.p["val_tokens"], model=model,
+                           epochs=epochs, lr=lr, wd=wd, seed=seed, data_seed=seed, evals=4, resume=True,
+                           out_dir=os.path.join(self.runs_dir, name), **extra)
+
+    def run(self, cfg, recipe, trainer=None, record=True):
+        """Train cfg unless finished; record it under `recipe` for the report; return its val loss."""
+        path = os.path.join(cfg.out_dir, "summary.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                s = json.load(f)
+        elif self.dry:
+            self.planned.append(cfg)
+            return self.guess(cfg)
+        else:
+            t = time.time()
+            s = trainer(cfg) if trainer else train.train(cfg, quiet=True)
+            print(f"[{(time.time() - self.t0) / 60:5.1f} min] {os.path.basename(cfg.out_dir)}: "
+                  f"val {s['val_loss']:.4f} train {s['train_loss']:.4f} ({time.time() - t:.0f}s)", flush=True)
+        if record:
+            self.points.append({**{k: v for k, v in s.items() if k != "history"}, "recipe": recipe,
+                                "run": cfg.out_dir})
+        return s["val_loss"]
+
+    def guess(self, cfg):
+        """Dry run: a made-up but well-behaved loss surface, so the search takes typical paths."""
+        ep0, lr0, wd0 = self.p["reg_start"]["epochs"], self.p["reg_start"]["lr"], self.p["reg_start"]["wd"]
+        return (math.log2(cfg.epochs / ep0) ** 2 + math.log10(cfg.lr / lr0) ** 2
+                + math.log2((cfg.wd + 0.05) / (wd0 + 0.05)) ** 2 / 4 + 0.01 * cfg.seed)
+
+    # ------------------------------------------------------------------
+    def coordinate_descent(self, model, start, axes, recipe, D=None):
+        """The paper's search (section 5): train the centre's grid neighbours (one step up and down
+        on every axis; at an edge the neighbour is the centre itself), move to the best, stop when
+        the centre is no worse than all of them (the 'certificate'). Returns the best point."""
+        grids = {a: self.p[a] for a in axes}
+        point = {a: min(grids[a], key=lambda v: abs(math.log((v + 1e-3) / (start[a] + 1e-3)))) for a in axes}
+        fixed = {k: v for k, v in start.items() if k not in axes}
+        loss = lambda pt: self.run(self.config(model, D=D, **fixed, **pt), recipe)
+        for _ in range(self.p["max_moves"]):
+            centre = loss(point)
+            best, best_loss = point, centre
+            for a in axes:
+                i = grids[a].index(point[a])
+                for j in (i - 1, i + 1):
+                    if 0 <= j < len(grids[a]):
+                        nb = {**point, a: grids[a][j]}
+                        l = loss(nb)
+                        if l < best_loss:
+                            best, best_loss = nb, l
+            if best is point:
+                return point, centre, True          # certificate: no neighbour is better
+            point = best
+        return point, best_loss, False
+
+    # ------------------------------------------------------------------
+    def stage_standard(self, models, D=None, lrs=None):
+        """wd fixed at 0.1; search epochs and lr (at a smaller data budget: epochs only, at the lr
+        found at the main budget, to save compute: the data law needs the best loss per D)."""
+        out = {}
+        for m in models:
+            start = {**self.p["std_start"], "wd": STD_WD, **({"lr": lrs[m]["lr"]} if lrs else {})}
+            pt, l, cert = self.coordinate_descent(m, start, ["epochs"] if lrs else ["epochs", "lr"],
+                                                  "standard", D)
+            out[m] = pt
+            print(f"standard  {m} D={D or self.p['D']}: {pt} -> {l:.4f}{'' if cert else ' (no certificate)'}")
+        return out
+
+    def stage_regularized(self, models, std):
+        out = {}
+        for m in models:
+            start = dict(self.p["reg_start"], epochs=std[m]["epochs"] if m in std else self.p["reg_start"]["epochs"])
+            pt, l, cert = self.coordinate_descent(m, start, ["epochs", "lr", "wd"], "regularized")
+            for seed in range(1, self.p["seeds"]):          # error bars at the optimum
+                self.run(self.config(m, seed=seed, **pt), "regularized")
+            out[m] = pt
+            print(f"regularized {m}: {pt} -> {l:.4f}{'' if cert else ' (no certificate)'}")
+        return out
+
+    def member_settings(self, pt):
+        """The regularized point itself and the paper's member shift: 2x epochs, 1/2 wd."""
+        ep = [e for e in self.p["epochs"] if e >= 2 * pt["epochs"]]
+        shifted = dict(pt, epochs=ep[0] if ep else pt["epochs"], wd=pt["wd"] / 2)
+        return {"x1": pt, "shift": shifted}
+
+    def stage_ensembles(self, models, reg):
+        import ensemble
+        best = {}
+        for m in models:
+            for tag, pt in self.member_settings(reg[m]).items():
+                cfgs = [self.config(m, seed=i, **pt) for i in range(self.p["K"])]
+                for c in cfgs:
+                    self.run(c, "member", record=False)     # members enter the report as ensemble rows
+                path = os.path.join(self.runs_dir, f"ensemble_{m}_{tag}.json")
+                if os.path.exists(path) and all(os.path.exists(os.path.join(c.out_dir, "summary.json")) for c in cfgs):
+                    with open(path) as f:
+                        res = json.load(f)
+                elif self.dry:
+                    continue
+                else:
+                    res = ensemble.evaluate_ensemble([c.out_dir for c in cfgs], combine="both", quiet=True, out=path)
+                row = {**res, "recipe": "ensemble"}
+                self.points.append(row)
+                L = res["losses"]
+                print(f"ensemble  {m} {tag} {pt}: k=1..{self.p['K']} "
+                      + " ".join(f"{L[str(k)]:.4f}" for k in range(1, self.p["K"] + 1)))
+                if m not in best or L[str(self.p["K"])] < best[m][1][str(self.p["K"])]:
+                    best[m] = ([c.out_dir for c in cfgs], L, pt)
+        return best
+
+    def stage_distill(self, reg, ens):
+        """The best ensemble at one size into a fresh student of that size, and self-distillation
+        (one member as the teacher), sequence-level as in the paper: the student trains with the
+        regularized point's hyperparameters on a mix of real and teacher-sampled sequences."""
+        import distill
+        m = self.p["distill_model"]
+        if m not in ens:
+            return
+        members, _, _ = ens[m]
+        for tag, teacher, recipe in (("ens", members, "distill"), ("self", members[:1], "self-distill")):
+            corpus = os.path.abspath(os.path.join(self.runs_dir, f"corpus_{m}_{tag}"))
+            for seed in range(self.p["seeds"]):
+                cfg = self.config(m, seed=seed, **reg[m], mix_weight=self.p["mix_weight"], recipe=recipe,
+                                  tag=f"{tag}distill", mix_data=corpus)
+                self.run(cfg, recipe, trainer=lambda c: distill.distill(
+                    c, teacher, mode="seq", corpus=corpus, corpus_tokens=self.p["corpus_mult"] * self.p["D"],
+                    corpus_seed=0, quiet=True))
+
+
+# ----------------------------------------------------------------------------
+# Report: points.jsonl -> fit.py -> fits.json + PNGs, plus learning curves
+
+def write_report(sweep, out):
+    import fit
+    os.makedirs(out, exist_ok=True)
+    pts = os.path.join(out, "points.jsonl")
+    with open(pts + ".tmp", "w") as f:
+        for r in sweep.points:
+            f.write(json.dumps(r) + "\n")
+    os.replace(pts + ".tmp", pts)
+    fit.main([pts, "--out", out])
+    learning_curves(sweep, out)
+
+
+def learning_curves(sweep, out):
+    """The overfitting picture: val loss by epoch, standard vs regularized, at the largest size."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    m, D = sweep.p["models"][-1], sweep.p["D"]
+    runs = {}
+    for r in sweep.points:   # one curve per config (the two searches share runs)
+        if r["recipe"] in ("standard", "regularized") and r.get("model") == m and r["seed"] == 0 \
+                and r["D"] > D // 2:
+            runs[(r["wd"], r["epochs"], r["lr"])] = r["run"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (wd, ep, lr), run in sorted(runs.items()):
+        with open(os.path.join(run, "summary.json")) as f:
+            h = json.load(f)["history"]
+        ax.plot([p["epoch"] for p in h], [p["val_loss"] for p in h], marker="o", ms=3, alpha=0.8,
+                ls="--" if wd == STD_WD else "-", label=f"wd {wd:g} ep {ep:g} lr {lr:g}")
+    ax.set(xlabel="epoch", ylabel="val loss (nats/token)", xscale="log",
+           title=f"{m}: val loss during training (dashed: wd 0.1)")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "learning_curves.png"), dpi=110)
+    plt.close(fig)
+
+
+def print_plan(sweep, args):
+    """Dry run: the runs the search would train if every loss came out as a smooth made-up surface
+    (the real path depends on the losses), their training tokens and FLOPs, and an ETA."""
+    from model import GPT, config_from_preset
+    import torch
+    vocab = {"dclm_llama3": 128_256, "shakespeare_byte": 257}.get(sweep.dataset, 1025)
+    flops = tokens = 0
+    for c in sweep.planned:
+        with torch.device("meta"):
+            f_tok = GPT(config_from_preset(c.model, vocab, c.seq_len)).flops_per_token(c.seq_len)
+        t = c.train_tokens * c.epochs / (1 - c.mix_weight)
+        tokens, flops = tokens + t, flops + f_tok * t
+    print(f"preset {args.preset}: about {len(sweep.planned)} runs to train, {tokens / 1e6:,.0f}M tokens, "
+          f"{flops:.3g} FLOPs -> ~{flops / (args.tflops * 1e12) / 3600:.1f} h at {args.tflops:g} TFLOP/s "
+          f"(+ evaluation and distillation sampling)")
+
+
+def ensure_dataset(sweep):
+    p = sweep.p
+    if sweep.name == "smoke":
+        from data import synthetic
+        path = os.path.join(sweep.runs_dir, "data_smoke")
+        if not os.path.exists(os.path.join(path, "meta.json")):
+            synthetic.generate(path, V=64, k=1, s=8, alpha=0.5, n_train=20_000, n_val=4_096, seed=3)
+        sweep.dataset = path
+    elif p["prepare"]:
+        try:
+            data.load_dataset(sweep.dataset)
+        except data.DataError:
+            subprocess.run([sys.executable, "-m", "data.prepare", *p["prepare"]], check=True)
+
+
+def shard_models(models, i, n):
+    """Shard i of n: sizes dealt largest first to the least-loaded shard (cost ~ parameters)."""
+    from model import PRESETS
+    size = lambda m: PRESETS[m][0] ** 2 * PRESETS[m][2]          # ~ d^2 x layers
+    load, shards = [0] * n, [[] for _ in range(n)]
+    for m in sorted(models, key=size, reverse=True):
+        j = load.index(min(load))
+        shards[j].append(m)
+        load[j] += size(m)
+    return [m for m in models if m in shards[i]]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
+    ap.add_argument("--preset", choices=list(PRESETS), default="mini")
+    ap.add_argument("--runs_dir", default=None, help="default runs/<preset>")
+    ap.add_argument("--out", default=None, help="report folder, default results/<preset>")
+    ap.add_argument("--dataset", default=None, help="override the preset's dataset (any text you prepared)")
+    ap.add_argument("--dry_run", action="store_true", help="print the plan: runs, tokens, FLOPs, ETA")
+    ap.add_argument("--report_only", action="store_true", help="fit the finished runs, train nothing")
+    ap.add_argument("--shard", default="0/1", help="i/n: this process trains model sizes i, i+n, ...")
+    ap.add_argument("--tflops", type=float, default=0.1,
+                    help="dry run: sustained TFLOP/s for the ETA (0.1 ~ 2 CPU cores in fp32, per bench.py; "
+                         "~400 for an H100 at 40%% MFU)")
+    args = ap.parse_args(argv)
+    p = PRESETS[args.preset]
+    sweep = Sweep(p, args.preset, args.runs_dir or os.path.join("runs", args.preset),
+                  dry_run=args.dry_run or args.report_only, dataset=args.dataset)
+    i, n = map(int, args.shard.split("/"))
+    models = shard_models(p["models"], i, n)
+    if not sweep.dry:
+        ensure_dataset(sweep)
+    std = sweep.stage_standard(models)
+    for D in p["data_budgets"]:
+        sweep.stage_standard(models, D, lrs=std)
+    reg = sweep.stage_regularized(models, std)
+    ens = sweep.stage_ensembles(models, reg)
+    if p["distill_model"] in models:
+        sweep.stage_distill(reg, ens)
+    if args.dry_run:
+        print_plan(sweep, args)
+        return
+    if n == 1 or args.report_only:
+        write_report(sweep, args.out or os.path.join("results", args.preset))
+
+
+if __name__ == "__main__":
+    main()

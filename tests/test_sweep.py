@@ -1,0 +1,44 @@
+"""sweep.py runs the whole pipeline (standard, regularized, ensembles, data budgets, distillation, fits)
+and never trains the same config twice."""
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def sweep(*args):
+    return subprocess.run([sys.executable, "sweep.py", "--preset", "smoke", *args], capture_output=True,
+                          text=True, cwd=REPO, env=ENV, timeout=600)
+
+
+def test_smoke_sweep_runs_end_to_end_then_resumes_without_retraining(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "report"
+    r = sweep("--runs_dir", str(runs), "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    for f in ("fits.json", "points.jsonl", "loss_vs_N.png", "loss_vs_K.png", "learning_curves.png"):
+        assert (out / f).exists(), f
+    points = [json.loads(line) for line in open(out / "points.jsonl")]
+    recipes = {p["recipe"] for p in points}
+    assert {"standard", "regularized", "ensemble", "distill", "self-distill"} <= recipes
+    assert {p["D"] for p in points if p["recipe"] == "standard"} == {2016, 3040, 4064}   # three data budgets
+    assert all(p["wd"] == 0.1 for p in points if p["recipe"] == "standard")
+    fits = json.load(open(out / "fits.json"))
+    assert any(f["axis"] == "K" for f in fits["fits"]) and fits["joint"] and fits["data_laws"]
+    trained = sorted(p.name for p in runs.iterdir() if (p / "summary.json").exists())
+    stamps = {n: os.path.getmtime(runs / n / "summary.json") for n in trained}
+    again = sweep("--runs_dir", str(runs), "--out", str(out))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "val " not in again.stdout.split("standard")[0]            # no run line: nothing retrained
+    assert {n: os.path.getmtime(runs / n / "summary.json") for n in trained} == stamps
+    assert sorted(p.name for p in runs.iterdir() if (p / "summary.json").exists()) == trained
+    assert [json.loads(line) for line in open(out / "points.jsonl")] == points
+
+
+def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
+    r = sweep("--runs_dir", str(tmp_path / "runs"), "--dry_run")
+    assert r.returncode == 0, r.stderr
+    assert "runs to train" in r.stdout and "FLOPs" in r.stdout
+    assert not (tmp_path / "runs").exists()
