@@ -50,28 +50,28 @@ class TrainConfig:
     attn: str = "sdpa"            # attention kernel: sdpa | flex (FlexAttention; training needs CUDA)
     doc_mask: bool = False        # document-causal attention: no token sees across an end-of-text token
     # optimization (paper section 4: AdamW b1 0.9 b2 0.95 eps 1e-8, clip 1.0, 1% warmup, cosine to 0)
-    epochs: float = 8.0
-    lr: float = 3e-3
-    wd: float = 0.1
+    epochs: float = 8.0           # passes over the D tokens (fractions allowed)
+    lr: float = 3e-3              # peak learning rate (warmup, then cosine to 0)
+    wd: float = 0.1               # decoupled weight decay on Linear weights: p -= lr_t * wd * p
     batch_size: int = 32          # sequences per optimizer step, global (all ranks, all micro-steps)
     micro_batch: int = 0          # sequences per rank per forward (0 = batch_size / world size)
     warmup: float = 0.01          # warmup as a fraction of steps (at least 1 step)
-    grad_clip: float = 1.0
-    beta1: float = 0.9
-    beta2: float = 0.95
+    grad_clip: float = 1.0        # global gradient-norm clip
+    beta1: float = 0.9            # AdamW beta1
+    beta2: float = 0.95           # AdamW beta2
     # seeds: init and data order are separate, as in the paper (train_seed, data_seed)
-    seed: int = 0
-    data_seed: int = 0
+    seed: int = 0                 # init seed
+    data_seed: int = 0            # data-order seed (one permutation per epoch)
     # sequence-level distillation: a fraction mix_weight of each batch comes from mix_data
-    mix_data: str = ""
-    mix_weight: float = 0.0
+    mix_data: str = ""            # a dataset of teacher samples (distill.py sets it)
+    mix_weight: float = 0.0       # fraction of every batch drawn from mix_data
     # bookkeeping
-    out_dir: str = "out/default"
+    out_dir: str = "out/default"  # run folder: config.json, log.jsonl, ckpt.pt, summary.json
     recipe: str = "single"        # a label fit.py groups runs by (standard, regularized, member, ...)
     evals: int = 10               # number of evaluations over the run (plus the final one)
     log_every: int = 0            # steps between log lines (0 = about 50 lines per run)
     ckpt_every: int = 0           # steps between checkpoints (0 = at every eval)
-    resume: bool = False
+    resume: bool = False          # continue the run in out_dir from its checkpoint
     # hardware
     device: str = "auto"          # auto | cpu | cuda | cuda:N
     dtype: str = "auto"           # auto (bf16 autocast on CUDA, fp32 on CPU) | float32 | bfloat16
@@ -99,14 +99,24 @@ def parse_args(argv=None, description=__doc__):
     return TrainConfig(**vars(p.parse_args(argv)))
 
 
+def field_help():
+    """Each flag's help is the comment on its line in TrainConfig: the defaults and their meaning
+    live in one place."""
+    import inspect
+    import re
+    return {m.group(1): m.group(2) for m in re.finditer(r"^\s+(\w+): \w+ = [^#\n]*#\s*(.*)$",
+                                                         inspect.getsource(TrainConfig), re.M)}
+
+
 def add_config_flags(p, skip=()):
+    helps = field_help()
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
         if f.type is bool:
-            p.add_argument(f"--{f.name}", action="store_true", help=" ")
+            p.add_argument(f"--{f.name}", action="store_true", help=helps.get(f.name, " "))
         else:
-            p.add_argument(f"--{f.name}", type=f.type, default=f.default, help=" ")
+            p.add_argument(f"--{f.name}", type=f.type, default=f.default, help=helps.get(f.name, " "))
 
 
 def validate(cfg):
