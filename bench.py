@@ -2,11 +2,14 @@
 Benchmark the real training step of train.py (same model, loss, optimizer and train_step, not a
 copy) and print a table: tokens/s, achieved TFLOP/s, MFU against the peak bf16 FLOPS of known GPUs
 (none for CPUs or unknown devices), peak memory, compile time; forward-only (inference) tokens/s;
-sampling tokens/s with the KV cache.
+sampling tokens/s with the KV cache. Then an ensemble of K members trained as one batched model
+(ensemble.py --batched: stacked weights, vmap) against training them one after another, in
+member-tokens/s (tokens of all members per second).
 
     python bench.py                                   # tiny presets on whatever device is here
     python bench.py --models 150m,300m --vocab 128256 --seq_len 4096 --batch 8 --compile true
     python bench.py --attn flex --doc_mask            # FlexAttention, document-causal (EOT every 64 tokens)
+    python bench.py --models '' --ensemble tiny-950k,tiny-120k --ensemble_k 8   # only the ensemble table
 
 FlexAttention has no backward on CPU (torch 2.13): there --attn flex times the forward pass only.
 
@@ -18,6 +21,7 @@ import warnings
 
 import torch
 
+from ensemble import StackedGPT, batched_step
 from model import GPT, config_from_preset, generate
 from train import TrainConfig, hardware_name, make_optimizer, peak_flops, resolve_device, train_step
 
@@ -80,6 +84,47 @@ def bench_train(name, args, device, dtype, use_compile):
                 mfu=flops / peak if peak else None, mem_gib=mem, warmup_s=compile_s, fwd_tok_s=fwd_tok_s)
 
 
+def time_steps(step, args, device):
+    """Seconds per call of step() (which returns a loss on the device) after args.warmup calls."""
+    for _ in range(args.warmup):          # includes compilation
+        step()
+    sync(device)
+    t0 = time.time()
+    for _ in range(args.steps):
+        loss = step()
+    loss.sum().item()                      # one host sync at the end
+    sync(device)
+    return (time.time() - t0) / args.steps
+
+
+def bench_ensemble(name, args, device, dtype, use_compile):
+    """Member-tokens/s of K members trained one after another (train_step on one member: every member
+    has the same shape and cost) and as one batched model (ensemble.batched_step), same batch each."""
+    K, cfg = args.ensemble_k, TrainConfig(lr=1e-3, wd=0.1)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    models = []
+    for i in range(K):
+        torch.manual_seed(i)
+        models.append(make_model(name, args).to(device))
+    x = torch.randint(0, args.vocab, (K, args.batch, args.seq_len + 1), device=device)
+    if args.doc_mask:
+        x[..., 63::64] = args.vocab - 1
+    one = models[0]
+    opt = make_optimizer(one, cfg, device)
+    fwd = torch.compile(one) if use_compile else one
+    seq_s = time_steps(lambda: train_step(fwd, one, opt, [(x[0, :, :-1], x[0, :, 1:])], 1e-3, 1.0, 1, device, dtype),
+                       args, device)
+    stacked = StackedGPT(models, use_compile)
+    del models, one, opt, fwd
+    bopt = make_optimizer(stacked, cfg, device)
+    bat_s = time_steps(lambda: batched_step(stacked, bopt, [(x[..., :-1], x[..., 1:])], 1e-3, 1.0, 1, device, dtype),
+                       args, device)
+    tok = args.batch * args.seq_len
+    mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return dict(model=name, K=K, seq=tok / seq_s, batched=K * tok / bat_s, mem_gib=mem)
+
+
 @torch.no_grad()
 def bench_sample(name, args, device):
     torch.manual_seed(0)
@@ -108,6 +153,9 @@ def main():
     p.add_argument("--attn", default="sdpa", choices=["sdpa", "flex"], help="attention kernel")
     p.add_argument("--doc_mask", action="store_true", help="document-causal mask (an EOT every 64 tokens)")
     p.add_argument("--no_sample", action="store_true", help="skip the sampling benchmark")
+    p.add_argument("--ensemble", default="tiny-950k",
+                   help="presets for the batched-vs-sequential ensemble table ('' to skip it)")
+    p.add_argument("--ensemble_k", type=int, default=8, help="members in the ensemble table")
     args = p.parse_args()
     device, dtype, use_compile = resolve_device(TrainConfig(device=args.device, dtype=args.dtype,
                                                             compile=args.compile))
@@ -117,10 +165,11 @@ def main():
     if args.attn == "flex" and device.type == "cpu":
         print("# FlexAttention has no backward on CPU: training columns are '-', forward only")
         warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
-    print(f"| model | params | train tok/s | TFLOP/s | MFU | peak mem GiB | warmup+compile s | fwd tok/s | "
-          f"sample tok/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name in args.models.split(","):
+    if args.models:
+        print(f"| model | params | train tok/s | TFLOP/s | MFU | peak mem GiB | warmup+compile s | fwd tok/s | "
+              f"sample tok/s |")
+        print("|---|---|---|---|---|---|---|---|---|")
+    for name in filter(None, args.models.split(",")):
         r = bench_train(name, args, device, dtype, use_compile)
         s = "-" if args.no_sample else f"{bench_sample(name, args, device):,.0f}"
         if r["tok_s"] is None:
@@ -130,6 +179,17 @@ def main():
             mem = f"{r['mem_gib']:.2f}" if r["mem_gib"] is not None else "-"
             train = f"{r['tok_s']:,.0f} | {r['tflops']:.3f} | {mfu} | {mem} | {r['warmup_s']:.1f}"
         print(f"| {name} | {r['params'] / 1e6:.2f}M | {train} | {r['fwd_tok_s']:,.0f} | {s} |", flush=True)
+    if args.ensemble and args.attn == "flex":
+        print("# the ensemble table needs --attn sdpa (FlexAttention does not run under vmap): skipped")
+    elif args.ensemble:
+        print(f"\n| ensemble K={args.ensemble_k} | sequential member-tok/s | batched member-tok/s | "
+              f"batched / sequential | peak mem GiB |")
+        print("|---|---|---|---|---|")
+        for name in filter(None, args.ensemble.split(",")):
+            r = bench_ensemble(name, args, device, dtype, use_compile)
+            mem = f"{r['mem_gib']:.2f}" if r["mem_gib"] is not None else "-"
+            print(f"| {name} | {r['seq']:,.0f} | {r['batched']:,.0f} | {r['batched'] / r['seq']:.2f}x | {mem} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ PRESETS = {
         models=["tiny-67k", "tiny-120k", "tiny-240k", "tiny-530k"],
         epochs=[2, 4, 8, 16, 32], lr=[1e-3, 3e-3, 1e-2], wd=[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8],
         std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=0.8),
-        seeds=2, K=4, distill_model="tiny-240k", mix_weight=0.5, corpus_mult=2, max_moves=4),
+        seeds=2, K=4, distill_model="tiny-120k", mix_weight=0.5, corpus_mult=2, max_moves=3,
+        reg_axes=["epochs", "wd"], member_settings=["x1"]),
     "synthetic": dict(
         dataset="synthetic", prepare=None,
         D=131_072, data_budgets=[32_768, 65_536], seq_len=256, batch_size=32, val_tokens=0,
@@ -141,9 +142,9 @@ class Sweep:
                         if l < best_loss:
                             best, best_loss = nb, l
             if best is point:
-                return point, centre, True          # certificate: no neighbour is better
+                return {**fixed, **point}, centre, True     # certificate: no neighbour is better
             point = best
-        return point, best_loss, False
+        return {**fixed, **point}, best_loss, False
 
     # ------------------------------------------------------------------
     def stage_standard(self, models, D=None, lrs=None):
@@ -159,10 +160,13 @@ class Sweep:
         return out
 
     def stage_regularized(self, models, std):
+        """Search (epochs, lr, wd) from the standard optimum's epochs and lr; a preset may fix lr at
+        the standard optimum (reg_axes) to save compute."""
         out = {}
+        axes = self.p.get("reg_axes", ["epochs", "lr", "wd"])
         for m in models:
-            start = dict(self.p["reg_start"], epochs=std[m]["epochs"] if m in std else self.p["reg_start"]["epochs"])
-            pt, l, cert = self.coordinate_descent(m, start, ["epochs", "lr", "wd"], "regularized")
+            start = dict(self.p["reg_start"], **{k: std[m][k] for k in ("epochs", "lr") if m in std})
+            pt, l, cert = self.coordinate_descent(m, start, axes, "regularized")
             for seed in range(1, self.p["seeds"]):          # error bars at the optimum
                 self.run(self.config(m, seed=seed, **pt), "regularized")
             out[m] = pt
@@ -173,7 +177,8 @@ class Sweep:
         """The regularized point itself and the paper's member shift: 2x epochs, 1/2 wd."""
         ep = [e for e in self.p["epochs"] if e >= 2 * pt["epochs"]]
         shifted = dict(pt, epochs=ep[0] if ep else pt["epochs"], wd=pt["wd"] / 2)
-        return {"x1": pt, "shift": shifted}
+        return {k: v for k, v in {"x1": pt, "shift": shifted}.items()
+                if k in self.p.get("member_settings", ["x1", "shift"])}
 
     def stage_ensembles(self, models, reg):
         import ensemble

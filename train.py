@@ -321,6 +321,46 @@ def setup_distributed(device_flag):
 # ----------------------------------------------------------------------------
 # The training run
 
+def load_data(cfg):
+    """(dataset, train windows, val windows, eval_skip): the first D tokens cut into sequences of T+1
+    tokens, and the fixed val windows."""
+    ds = data.load_dataset(cfg.dataset)
+    T = cfg.seq_len
+    D = cfg.train_tokens or len(ds.train)
+    train_windows = data.train_sequences(ds.train, D, T)
+    val_windows = data.val_windows(ds.val, T, cfg.val_tokens or len(ds.val))
+    if len(val_windows) == 0:
+        raise ConfigError(f"the val split of {cfg.dataset} has fewer than {T + 1} tokens; lower --seq_len")
+    return ds, train_windows, val_windows, int(ds.meta.get("eval_skip", 0))
+
+
+def plan(cfg, n_real, B_real, world=1):
+    """(steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, decay_budget) of a run over
+    n_real sequences taking B_real of them per optimizer step."""
+    steps = int(cfg.epochs * n_real // B_real)
+    if steps < 1:
+        raise ConfigError(f"{cfg.epochs} epochs of {n_real} sequences is less than one batch of "
+                          f"{B_real}; raise --train_tokens or --epochs, or lower --batch_size")
+    micro = cfg.micro_batch or cfg.batch_size // world
+    if cfg.batch_size % (world * micro):
+        raise ConfigError(f"--batch_size {cfg.batch_size} must split into {world} ranks x micro-batches "
+                          f"of {micro}; adjust --micro_batch")
+    accum = cfg.batch_size // (world * micro)
+    warmup_steps = max(1, round(cfg.warmup * steps))
+    eval_every = max(1, math.ceil(steps / max(1, cfg.evals)))
+    log_every = cfg.log_every or max(1, steps // 50)
+    ckpt_every = cfg.ckpt_every or eval_every
+    decay_budget = sum(lr_at(s, steps, warmup_steps, cfg.lr) for s in range(steps)) * cfg.wd
+    return steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, decay_budget
+
+
+def build_model(cfg, meta, device):
+    """The run's GPT for a dataset's metadata, initialized from cfg.seed."""
+    torch.manual_seed(cfg.seed)
+    return GPT(config_from_preset(cfg.model, meta["vocab_size"], cfg.seq_len, attn=cfg.attn,
+                                  doc_mask=cfg.doc_mask, eot_token=meta["eot_token"])).to(device)
+
+
 def make_optimizer(model, cfg, device):
     """AdamW (paper section 4); decay only on the tensors model.optimizer_groups names."""
     return torch.optim.AdamW(model.optimizer_groups(cfg.wd), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
@@ -361,14 +401,8 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
     t_start = time.time()
 
     # ---- data: the first D tokens cut into n_seq windows of T+1 tokens; a fixed val set ----
-    ds = data.load_dataset(cfg.dataset)
+    ds, train_windows, val_windows, skip = load_data(cfg)
     T = cfg.seq_len
-    D = cfg.train_tokens or len(ds.train)
-    train_windows = data.train_sequences(ds.train, D, T)
-    val_windows = data.val_windows(ds.val, T, cfg.val_tokens or len(ds.val))
-    skip = int(ds.meta.get("eval_skip", 0))
-    if len(val_windows) == 0:
-        raise ConfigError(f"the val split of {cfg.dataset} has fewer than {T + 1} tokens; lower --seq_len")
     n_real = len(train_windows)
 
     # sequence-level distillation: B_syn of every B sequences come from the teacher's corpus
@@ -392,28 +426,13 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
             raise ConfigError("--mix_weight leaves no real sequences in a batch; lower it")
 
     # ---- steps, accumulation and schedule follow from D, epochs and the global batch ----
-    steps = int(cfg.epochs * n_real // B_real)
-    if steps < 1:
-        raise ConfigError(f"{cfg.epochs} epochs of {n_real} sequences is less than one batch of "
-                          f"{B_real}; raise --train_tokens or --epochs, or lower --batch_size")
-    micro = cfg.micro_batch or cfg.batch_size // world
-    if cfg.batch_size % (world * micro):
-        raise ConfigError(f"--batch_size {cfg.batch_size} must split into {world} ranks x micro-batches "
-                          f"of {micro}; adjust --micro_batch")
-    accum = cfg.batch_size // (world * micro)
+    steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, decay_budget = plan(cfg, n_real, B_real, world)
     if B_syn and (B_real % (world * accum) or B_syn % (world * accum)):
         raise ConfigError(f"a batch of {B_real} real + {B_syn} teacher sequences must split evenly into "
                           f"{world * accum} micro-batches; adjust --mix_weight or --micro_batch")
-    warmup_steps = max(1, round(cfg.warmup * steps))
-    eval_every = max(1, math.ceil(steps / max(1, cfg.evals)))
-    log_every = cfg.log_every or max(1, steps // 50)
-    ckpt_every = cfg.ckpt_every or eval_every
-    decay_budget = sum(lr_at(s, steps, warmup_steps, cfg.lr) for s in range(steps)) * cfg.wd
 
     # ---- model and optimizer ----
-    torch.manual_seed(cfg.seed)
-    model = GPT(config_from_preset(cfg.model, ds.meta["vocab_size"], T, attn=cfg.attn, doc_mask=cfg.doc_mask,
-                                   eot_token=ds.meta["eot_token"])).to(device)
+    model = build_model(cfg, ds.meta, device)
     optimizer = make_optimizer(model, cfg, device)
     n_params, n_nonembed = model.num_params(), model.num_params(non_embedding=True)
     flops_tok = model.flops_per_token(T)
