@@ -326,7 +326,7 @@ def build_parser():
 
 
 def main(argv=None):
-    try:
+    def body():
         args = build_parser().parse_args(argv)
         paths = find_members(args.teacher)
         cfg_file = os.path.join(paths[0], "config.json")
@@ -345,15 +345,7 @@ def main(argv=None):
         distill(cfg, paths, args.mode, args.corpus, args.corpus_tokens, args.temperature, args.corpus_seed,
                 args.combine, args.teacher_sampling, args.gen_batch, args.corpus_only, args.alpha, args.kd_temp,
                 rank, world, local_rank)
-    except (ConfigError, data.DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except FloatingPointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(3)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    train.run_cli(body)
 
 
 if __name__ == "__main__":

@@ -440,6 +440,15 @@ def load_members(paths, device):
 def evaluate_ensemble(paths, device_flag="auto", dtype_flag="auto", combine="logits", batch=0, out=None,
                       local_rank=0, quiet=False):
     """Score the ensembles of the first k of `paths` (k = 1..K); write and return ensemble.json."""
+    if out is None:   # the default place: never replace the evaluation of a different set of members
+        out = os.path.join(os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]),
+                           "ensemble.json")
+        if os.path.exists(out):
+            with open(out) as f:
+                old = [os.path.normpath(os.path.join(os.path.dirname(out), m)) for m in json.load(f).get("members", [])]
+            if old != [os.path.normpath(os.path.abspath(p)) for p in paths]:
+                raise ConfigError(f"{out} holds the evaluation of other members ({len(old)}); "
+                                  f"pass --out FILE to write this one elsewhere")
     device, dtype, _ = train.resolve_device(TrainConfig(device=device_flag, dtype=dtype_flag), local_rank)
     models, summaries, vs = load_members(paths, device)
     K = len(models)
@@ -461,8 +470,6 @@ def evaluate_ensemble(paths, device_flag="auto", dtype_flag="auto", combine="log
         vals = {json.dumps(s.get(key)) for s in summaries}
         return summaries[0].get(key) if len(vals) == 1 else None
     mixed = [k for k in ("recipe", "model", "N", "D", "epochs", "lr", "wd") if common(k) is None]
-    out = out or os.path.join(os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]),
-                              "ensemble.json")
     main_rule = "logits" if "logits" in rules else "probs"
     result = {
         "kind": "ensemble", "recipe": common("recipe"), "N": common("N"), "N_nonembed": common("N_nonembed"),
@@ -543,7 +550,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     fields = [f.name for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)]
     cfg = TrainConfig(**{name: getattr(args, name) for name in fields})
-    try:
+
+    def body():
         if args.eval:
             # members keep the settings they were trained with; a training flag here would do nothing
             ignored = [name for name in fields if name not in ("device", "dtype", "out_dir")
@@ -577,15 +585,7 @@ def main(argv=None):
         if rank == 0:
             evaluate_ensemble(members, cfg.device, cfg.dtype, args.combine, args.eval_batch,
                               args.out or os.path.join(cfg.out_dir, "ensemble.json"), local_rank)
-    except (ConfigError, data.DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except FloatingPointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(3)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    train.run_cli(body)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ class TrainConfig:
     # bookkeeping
     out_dir: str = "out/default"  # run folder: config.json, log.jsonl, ckpt.pt, summary.json
     recipe: str = "single"        # a label fit.py groups runs by (standard, regularized, member, ...)
-    evals: int = 10               # number of evaluations over the run (plus the final one)
+    evals: int = 10               # number of evaluations over the run, the final one included
     log_every: int = 0            # steps between log lines (0 = about 50 lines per run)
     ckpt_every: int = 0           # steps between checkpoints (0 = at every eval)
     resume: bool = False          # continue the run in out_dir from its checkpoint
@@ -79,7 +79,8 @@ class TrainConfig:
 
 
 # Flags that change how a run executes but not what it learns: a run may be resumed with other values.
-RUN_ONLY = ("out_dir", "resume", "device", "compile", "evals", "log_every", "ckpt_every", "micro_batch", "attn")
+RUN_ONLY = ("out_dir", "resume", "device", "compile", "evals", "log_every", "ckpt_every", "micro_batch", "attn",
+            "recipe")
 
 
 class ConfigError(ValueError):
@@ -127,6 +128,9 @@ def validate(cfg):
     if cfg.attn == "flex" and (cfg.device == "cpu" or not torch.cuda.is_available()):
         raise ConfigError("--attn flex trains only on CUDA (FlexAttention has no CPU backward); "
                           "--attn sdpa computes the same attention")
+    if not (cfg.device in ("auto", "cpu") or (cfg.device.split(":")[0] == "cuda" and torch.cuda.is_available())):
+        raise ConfigError(f"--device {cfg.device!r} is not available here; use auto, cpu, cuda or cuda:N "
+                          f"(CUDA available: {torch.cuda.is_available()})")
     if cfg.epochs <= 0:
         raise ConfigError(f"--epochs must be > 0 (got {cfg.epochs})")
     if cfg.wd < 0:
@@ -440,9 +444,13 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
 
     # ---- output folder: never silently overwrite a run; --resume continues one ----
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    summary_path = os.path.join(cfg.out_dir, "summary.json")
     start_step, wall_before, history = 0, 0.0, []
-    if os.path.exists(ckpt_path) and not cfg.resume:
+    if (os.path.exists(ckpt_path) or os.path.exists(summary_path)) and not cfg.resume:
         raise ConfigError(f"{cfg.out_dir} already holds a run; pass --resume to continue it or choose another --out_dir")
+    if cfg.resume and os.path.exists(summary_path) and not os.path.exists(ckpt_path):
+        raise ConfigError(f"{cfg.out_dir} holds a finished run without its ckpt.pt; nothing to resume, "
+                          f"choose another --out_dir")
     if cfg.resume and os.path.exists(ckpt_path):
         ckpt = load_checkpoint(ckpt_path, device)
         # fields added after a checkpoint was written take their defaults
@@ -458,7 +466,18 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
         if "rng_cuda" in ckpt and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng_cuda"]])
         start_step, wall_before, history = ckpt["step"], ckpt["wall_s"], json.loads(ckpt["history"])
+        if start_step == steps and os.path.exists(summary_path):   # finished: nothing to redo
+            with open(summary_path) as f:
+                say(f"{cfg.out_dir} is finished already ({summary_path})")
+                return json.load(f)
         say(f"resumed from {ckpt_path} at step {start_step}/{steps}")
+        log_path = os.path.join(cfg.out_dir, "log.jsonl")
+        if master and os.path.exists(log_path):   # drop lines logged after the checkpoint: they are redone
+            with open(log_path) as f:
+                keep = [line for line in f if json.loads(line)["step"] <= start_step]
+            with open(log_path + ".tmp", "w") as f:
+                f.writelines(keep)
+            os.replace(log_path + ".tmp", log_path)
     if master:
         os.makedirs(cfg.out_dir, exist_ok=True)
     derived = dict(steps=steps, warmup_steps=warmup_steps, grad_accum=accum, micro_batch=micro, world=world,
@@ -471,7 +490,7 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
     say(f"model {cfg.model}: {n_params:,} parameters ({n_nonembed:,} non-embedding), vocab {ds.meta['vocab_size']}")
     say(f"data {cfg.dataset}: D = {n_real * T:,} tokens = {n_real} sequences of {T}; {cfg.epochs} epochs = "
         f"{steps} steps of {cfg.batch_size} ({world} ranks x {accum} micro-steps x {micro}); "
-        f"decay budget sum(lr*wd) = {decay_budget:.2f}")
+        f"decay budget sum(lr*wd) = {decay_budget:.3g}")
 
     raw_model = model                                           # for state_dict, clipping, norms
     eval_model = torch.compile(model) if use_compile else model # for evaluation (no DDP collectives)
@@ -578,24 +597,25 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
     if cfg.mix_data:
         summary["mix"] = {"data": cfg.mix_data, "weight": cfg.mix_weight, "synthetic_per_step": B_syn,
                           "real_per_step": B_real, "synthetic_passes": steps * B_syn / len(mix)}
-    if hasattr(data, "limits") and ds.meta.get("tokenizer") == "synthetic":
+    if ds.meta.get("tokenizer") == "synthetic":
         summary["limits"] = data.limits(ds, n_real * T + 1, val_windows)
     summary.update(summary_extra or {})
     if master:
         atomic_write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
         lim = summary.get("limits")
-        extra = (f" | Bayes-optimal for this D {lim['bayes']:.4f}, entropy rate {lim['entropy']:.4f}"
-                 if lim else "")
+        extra = (f" | limits on these val tokens: Bayes-optimal predictor given this D {lim['bayes']:.4f}, "
+                 f"true source {lim['entropy']:.4f} (entropy rate {lim['entropy_rate']:.4f})" if lim else "")
         say(f"done: val loss {summary['val_loss']:.4f}, train loss {summary['train_loss']:.4f}{extra} "
             f"| {summary['wall_s']:.0f}s -> {cfg.out_dir}/summary.json")
     return summary
 
 
-def main(argv=None):
+def run_cli(body):
+    """Run a command-line entry point: bad input is one line on stderr and exit code 2, a diverged run
+    exit code 3; the process group, if any, is torn down either way. train.py, ensemble.py and
+    distill.py share it."""
     try:
-        cfg = parse_args(argv)
-        rank, world, local_rank = setup_distributed(cfg.device)
-        train(cfg, rank, world, local_rank)
+        body()
     except (ConfigError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -605,6 +625,14 @@ def main(argv=None):
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def main(argv=None):
+    def body():
+        cfg = parse_args(argv)
+        rank, world, local_rank = setup_distributed(cfg.device)
+        train(cfg, rank, world, local_rank)
+    run_cli(body)
 
 
 if __name__ == "__main__":

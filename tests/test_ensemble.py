@@ -233,3 +233,12 @@ def test_cli_errors_are_one_line_and_exit_2(argv, named, capsys):
 def test_sample_draws_text_from_the_members_of_an_ensemble_folder(overfit, capsys):
     ensemble.main(["--sample", "--members", overfit[0], "--tokens", "8", "--samples", "2", "--combine", "probs"])
     assert capsys.readouterr().out.count("-" * 40) == 2
+
+
+def test_evaluating_a_subset_never_replaces_the_full_ensembles_result(overfit, capsys):
+    out, full = overfit
+    before = open(os.path.join(out, "ensemble.json")).read()
+    with pytest.raises(SystemExit) as e:
+        ensemble.main(["--eval", "--members", os.path.join(out, "member_0"), os.path.join(out, "member_1")])
+    assert e.value.code == 2 and "--out" in capsys.readouterr().err
+    assert open(os.path.join(out, "ensemble.json")).read() == before

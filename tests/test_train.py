@@ -110,6 +110,8 @@ def test_resume_after_sigkill_ends_with_the_same_weights(tiny_data, tmp_path):
     b = torch.load(tmp_path / "killed" / "ckpt.pt", weights_only=True)["model"]
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == sorted(set(steps))          # lines logged after the checkpoint were redone, not repeated
 
 
 def free_port():
@@ -152,6 +154,7 @@ def assert_one_line_error(r, *words):
     (["--wd", "-1"], ["--wd"]),
     (["--epochs=0"], ["--epochs"]),
     (["--model=huge"], ["--model"]),
+    (["--device=cuda:7"] if not torch.cuda.is_available() else ["--device=tpu"], ["--device"]),
 ])
 def test_bad_flags_give_one_line_errors(tmp_path, flags, words):
     assert_one_line_error(run_train(*flags, f"--out_dir={tmp_path / 'x'}"), *words)
@@ -180,3 +183,13 @@ def test_a_corrupt_shard_is_refused(tmp_path):
     raw[0] = 0                                           # break the magic number
     (tmp_path / "fw_val_000.bin").write_bytes(bytes(raw))
     assert_one_line_error(run_train(f"--dataset={tmp_path}", f"--out_dir={tmp_path / 'x'}"), "fw_val_000.bin")
+
+
+def test_a_finished_run_without_its_checkpoint_is_not_overwritten(tiny_data, tmp_path):
+    out = tmp_path / "r"
+    assert run_train(*small_flags(tiny_data, out)).returncode == 0
+    os.remove(out / "ckpt.pt")                      # users delete checkpoints to save disk
+    before = (out / "summary.json").read_bytes()
+    assert_one_line_error(run_train(*small_flags(tiny_data, out, epochs=2)), "already holds a run")
+    assert_one_line_error(run_train(*small_flags(tiny_data, out, epochs=2), "--resume"), "finished run")
+    assert (out / "summary.json").read_bytes() == before
