@@ -81,7 +81,6 @@ class Sweep:
     def __init__(self, preset, name, runs_dir, dry_run=False, dataset=None):
         self.p, self.name, self.runs_dir, self.dry = preset, name, runs_dir, dry_run
         self.dataset = dataset or preset["dataset"]
-        self.points = []          # (recipe label, summary) rows for points.jsonl
         self.planned = []         # dry run: configs that would train
         self.t0 = time.time()
 
@@ -96,12 +95,16 @@ class Sweep:
                            epochs=epochs, lr=lr, wd=wd, seed=seed, data_seed=seed, evals=4, resume=True,
                            out_dir=os.path.join(self.runs_dir, name), **extra)
 
-    def run(self, cfg, recipe, trainer=None, record=True):
-        """Train cfg unless finished; record it under `recipe` for the report; return its val loss."""
+    def run(self, cfg, trainer=None):
+        """Train cfg unless finished; return its val loss."""
         path = os.path.join(cfg.out_dir, "summary.json")
         if os.path.exists(path):
             with open(path) as f:
                 s = json.load(f)
+            seen = (s["dataset"], s["seq_len"], s["batch_size"])
+            if seen != (cfg.dataset, cfg.seq_len, cfg.batch_size):
+                raise SystemExit(f"error: {cfg.out_dir} was trained on {seen[0]} (T={seen[1]}, B={seen[2]}), "
+                                 f"not {cfg.dataset}; use another --runs_dir")
         elif self.dry:
             self.planned.append(cfg)
             return self.guess(cfg)
@@ -110,9 +113,6 @@ class Sweep:
             s = trainer(cfg) if trainer else train.train(cfg, quiet=True)
             print(f"[{(time.time() - self.t0) / 60:5.1f} min] {os.path.basename(cfg.out_dir)}: "
                   f"val {s['val_loss']:.4f} train {s['train_loss']:.4f} ({time.time() - t:.0f}s)", flush=True)
-        if record:
-            self.points.append({**{k: v for k, v in s.items() if k != "history"}, "recipe": recipe,
-                                "run": cfg.out_dir})
         return s["val_loss"]
 
     def guess(self, cfg):
@@ -122,14 +122,14 @@ class Sweep:
                 + math.log2((cfg.wd + 0.05) / (wd0 + 0.05)) ** 2 / 4 + 0.01 * cfg.seed)
 
     # ------------------------------------------------------------------
-    def coordinate_descent(self, model, start, axes, recipe, D=None):
+    def coordinate_descent(self, model, start, axes, D=None):
         """The paper's search (section 5): train the centre's grid neighbours (one step up and down
         on every axis; at an edge the neighbour is the centre itself), move to the best, stop when
         the centre is no worse than all of them (the 'certificate'). Returns the best point."""
         grids = {a: self.p[a] for a in axes}
         point = {a: min(grids[a], key=lambda v: abs(math.log((v + 1e-3) / (start[a] + 1e-3)))) for a in axes}
         fixed = {k: v for k, v in start.items() if k not in axes}
-        loss = lambda pt: self.run(self.config(model, D=D, **fixed, **pt), recipe)
+        loss = lambda pt: self.run(self.config(model, D=D, **fixed, **pt))
         for _ in range(self.p["max_moves"]):
             centre = loss(point)
             best, best_loss = point, centre
@@ -153,8 +153,7 @@ class Sweep:
         out = {}
         for m in models:
             start = {**self.p["std_start"], "wd": STD_WD, **({"lr": lrs[m]["lr"]} if lrs else {})}
-            pt, l, cert = self.coordinate_descent(m, start, ["epochs"] if lrs else ["epochs", "lr"],
-                                                  "standard", D)
+            pt, l, cert = self.coordinate_descent(m, start, ["epochs"] if lrs else ["epochs", "lr"], D)
             out[m] = pt
             print(f"standard  {m} D={D or self.p['D']}: {pt} -> {l:.4f}{'' if cert else ' (no certificate)'}")
         return out
@@ -166,9 +165,9 @@ class Sweep:
         axes = self.p.get("reg_axes", ["epochs", "lr", "wd"])
         for m in models:
             start = dict(self.p["reg_start"], **{k: std[m][k] for k in ("epochs", "lr") if m in std})
-            pt, l, cert = self.coordinate_descent(m, start, axes, "regularized")
+            pt, l, cert = self.coordinate_descent(m, start, axes)
             for seed in range(1, self.p["seeds"]):          # error bars at the optimum
-                self.run(self.config(m, seed=seed, **pt), "regularized")
+                self.run(self.config(m, seed=seed, **pt))
             out[m] = pt
             print(f"regularized {m}: {pt} -> {l:.4f}{'' if cert else ' (no certificate)'}")
         return out
@@ -187,7 +186,7 @@ class Sweep:
             for tag, pt in self.member_settings(reg[m]).items():
                 cfgs = [self.config(m, seed=i, **pt) for i in range(self.p["K"])]
                 for c in cfgs:
-                    self.run(c, "member", record=False)     # members enter the report as ensemble rows
+                    self.run(c)
                 path = os.path.join(self.runs_dir, f"ensemble_{m}_{tag}.json")
                 if os.path.exists(path) and all(os.path.exists(os.path.join(c.out_dir, "summary.json")) for c in cfgs):
                     with open(path) as f:
@@ -196,8 +195,6 @@ class Sweep:
                     continue
                 else:
                     res = ensemble.evaluate_ensemble([c.out_dir for c in cfgs], combine="both", quiet=True, out=path)
-                row = {**res, "recipe": "ensemble"}
-                self.points.append(row)
                 L = res["losses"]
                 print(f"ensemble  {m} {tag} {pt}: k=1..{self.p['K']} "
                       + " ".join(f"{L[str(k)]:.4f}" for k in range(1, self.p["K"] + 1)))
@@ -219,7 +216,7 @@ class Sweep:
             for seed in range(self.p["seeds"]):
                 cfg = self.config(m, seed=seed, **reg[m], mix_weight=self.p["mix_weight"], recipe=recipe,
                                   tag=f"{tag}distill", mix_data=corpus)
-                self.run(cfg, recipe, trainer=lambda c: distill.distill(
+                self.run(cfg, trainer=lambda c: distill.distill(
                     c, teacher, mode="seq", corpus=corpus, corpus_tokens=self.p["corpus_mult"] * self.p["D"],
                     corpus_seed=0, quiet=True))
 
@@ -227,28 +224,61 @@ class Sweep:
 # ----------------------------------------------------------------------------
 # Report: points.jsonl -> fit.py -> fits.json + PNGs, plus learning curves
 
+def collect_points(sweep):
+    """Every finished run under runs_dir, labelled by recipe: "standard" = the wd 0.1 runs (at every
+    data budget), "regularized" = every run at the main budget (its search space contains the
+    standard one; extra seeds and ensemble members at the optimum count as seeds), students by their
+    own label, and one "ensemble" row per ensemble evaluation. Read from disk, so the report is the
+    same whether the sweep ran in one process, in shards, or across sessions."""
+    rows = []
+    for name in sorted(os.listdir(sweep.runs_dir)):
+        path = os.path.join(sweep.runs_dir, name)
+        if name.startswith("ensemble_") and name.endswith(".json"):
+            with open(path) as f:
+                rows.append({**json.load(f), "recipe": "ensemble"})
+            continue
+        if not os.path.exists(os.path.join(path, "summary.json")):
+            continue
+        with open(os.path.join(path, "summary.json")) as f:
+            s = json.load(f)
+        if s["dataset"] != sweep.dataset:
+            continue
+        s = {k: v for k, v in s.items() if k != "history"}
+        s["run"] = path
+        if "mix" in s:
+            rows.append(s)                                        # distill / self-distill
+            continue
+        if s["wd"] == STD_WD:
+            rows.append({**s, "recipe": "standard"})
+        if s["D"] > sweep.p["D"] - sweep.p["seq_len"] - 1:           # the main budget (D is cut to whole windows)
+            rows.append({**s, "recipe": "regularized"})
+    return rows
+
+
 def write_report(sweep, out):
     import fit
+    points = collect_points(sweep)
+    if not points:
+        raise SystemExit(f"error: no finished runs in {sweep.runs_dir}; run the sweep first")
     os.makedirs(out, exist_ok=True)
     pts = os.path.join(out, "points.jsonl")
     with open(pts + ".tmp", "w") as f:
-        for r in sweep.points:
+        for r in points:
             f.write(json.dumps(r) + "\n")
     os.replace(pts + ".tmp", pts)
     fit.main([pts, "--out", out])
-    learning_curves(sweep, out)
+    learning_curves(sweep, points, out)
 
 
-def learning_curves(sweep, out):
+def learning_curves(sweep, points, out):
     """The overfitting picture: val loss by epoch, standard vs regularized, at the largest size."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     m, D = sweep.p["models"][-1], sweep.p["D"]
     runs = {}
-    for r in sweep.points:   # one curve per config (the two searches share runs)
-        if r["recipe"] in ("standard", "regularized") and r.get("model") == m and r["seed"] == 0 \
-                and r["D"] > D // 2:
+    for r in points:   # one curve per config
+        if r["recipe"] == "regularized" and r.get("model") == m and r["seed"] == 0:
             runs[(r["wd"], r["epochs"], r["lr"])] = r["run"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (wd, ep, lr), run in sorted(runs.items()):
@@ -281,15 +311,14 @@ def print_plan(sweep, args):
           f"(+ evaluation and distillation sampling)")
 
 
-def ensure_dataset(sweep):
+def ensure_dataset(sweep, create=True):
     p = sweep.p
     if sweep.name == "smoke":
         from data import synthetic
-        path = os.path.join(sweep.runs_dir, "data_smoke")
-        if not os.path.exists(os.path.join(path, "meta.json")):
+        sweep.dataset = path = os.path.join(sweep.runs_dir, "data_smoke")
+        if create and not os.path.exists(os.path.join(path, "meta.json")):
             synthetic.generate(path, V=64, k=1, s=8, alpha=0.5, n_train=20_000, n_val=4_096, seed=3)
-        sweep.dataset = path
-    elif p["prepare"]:
+    elif create and p["prepare"]:
         try:
             data.load_dataset(sweep.dataset)
         except data.DataError:
@@ -309,7 +338,7 @@ def shard_models(models, i, n):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
+    ap = train.OneLineParser(description=__doc__.strip().split("\n\n")[0])
     ap.add_argument("--preset", choices=list(PRESETS), default="mini")
     ap.add_argument("--runs_dir", default=None, help="default runs/<preset>")
     ap.add_argument("--out", default=None, help="report folder, default results/<preset>")
@@ -324,10 +353,16 @@ def main(argv=None):
     p = PRESETS[args.preset]
     sweep = Sweep(p, args.preset, args.runs_dir or os.path.join("runs", args.preset),
                   dry_run=args.dry_run or args.report_only, dataset=args.dataset)
-    i, n = map(int, args.shard.split("/"))
+    try:
+        i, n = map(int, args.shard.split("/"))
+        assert 0 <= i < n
+    except (ValueError, AssertionError):
+        ap.error(f"--shard must be i/n with 0 <= i < n (got {args.shard!r})")
     models = shard_models(p["models"], i, n)
-    if not sweep.dry:
-        ensure_dataset(sweep)
+    if args.report_only:
+        ensure_dataset(sweep, create=False)
+        return write_report(sweep, args.out or os.path.join("results", args.preset))
+    ensure_dataset(sweep, create=not sweep.dry)
     std = sweep.stage_standard(models)
     for D in p["data_budgets"]:
         sweep.stage_standard(models, D, lrs=std)
@@ -338,8 +373,10 @@ def main(argv=None):
     if args.dry_run:
         print_plan(sweep, args)
         return
-    if n == 1 or args.report_only:
+    if n == 1:
         write_report(sweep, args.out or os.path.join("results", args.preset))
+    else:
+        print(f"shard {i}/{n} done; when all shards are: python sweep.py --preset {args.preset} --report_only")
 
 
 if __name__ == "__main__":
