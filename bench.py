@@ -15,15 +15,15 @@ FlexAttention has no backward on CPU (torch 2.13): there --attn flex times the f
 
 FLOPs per token = 6 x (params minus input embedding) + 6 x layers x d x T (decisions.md).
 """
-import argparse
 import time
 import warnings
 
 import torch
 
 from ensemble import StackedGPT, batched_step
-from model import GPT, config_from_preset, generate
-from train import TrainConfig, hardware_name, make_optimizer, peak_flops, resolve_device, train_step
+from model import GPT, PRESETS, config_from_preset, generate
+from train import (ConfigError, OneLineParser, TrainConfig, hardware_name, make_optimizer, peak_flops,
+                   resolve_device, train_step, validate)
 
 
 def sync(device):
@@ -140,7 +140,7 @@ def bench_sample(name, args, device):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
+    p = OneLineParser(description=__doc__.strip().split("\n\n")[0])
     p.add_argument("--models", default="tiny-120k,tiny-530k,tiny-950k,tiny-2.1m")
     p.add_argument("--vocab", type=int, default=257)
     p.add_argument("--seq_len", type=int, default=256)
@@ -157,8 +157,16 @@ def main():
                    help="presets for the batched-vs-sequential ensemble table ('' to skip it)")
     p.add_argument("--ensemble_k", type=int, default=8, help="members in the ensemble table")
     args = p.parse_args()
-    device, dtype, use_compile = resolve_device(TrainConfig(device=args.device, dtype=args.dtype,
-                                                            compile=args.compile))
+    cfg = TrainConfig(device=args.device, dtype=args.dtype, compile=args.compile)
+    bad = [m for m in filter(None, (args.models + "," + args.ensemble).split(",")) if m not in PRESETS]
+    if bad or min(args.steps, args.batch, args.seq_len, args.ensemble_k) < 1:
+        p.error(f"unknown preset {bad[0]!r} (choose from {', '.join(PRESETS)})" if bad else
+                "--steps, --batch, --seq_len and --ensemble_k must be >= 1")
+    try:
+        validate(cfg)
+    except ConfigError as e:
+        p.error(str(e))
+    device, dtype, use_compile = resolve_device(cfg)
     print(f"# {hardware_name(device)}, torch {torch.__version__}, {str(dtype).replace('torch.', '')}, "
           f"compile {use_compile}, vocab {args.vocab}, T {args.seq_len}, batch {args.batch}, "
           f"attn {args.attn}{' + doc_mask' if args.doc_mask else ''}")

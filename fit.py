@@ -733,7 +733,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="Scaling-law fits: asymptotes with intervals, joint limit, data efficiency.")
     ap.add_argument("runs", nargs="+", help="run folders (searched recursively) or CSV/JSONL files of points")
     ap.add_argument("--out", default="fits", help="output folder for fits.json and PNGs")
-    ap.add_argument("--n-boot", type=int, default=400)
+    ap.add_argument("--n_boot", "--n-boot", dest="n_boot", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     t0 = time.time()

@@ -45,7 +45,7 @@ class GPTConfig:
 # count with the 128,256-token Llama 3 vocabulary; with another vocabulary the real count differs
 # and train.py prints it. The tiny presets are named after their NON-embedding parameter count,
 # which does not depend on the vocabulary: they train in minutes on 2 CPU cores.
-# head_dim is 64 for the paper's shapes and 32 for the tiny ones.
+# head_dim = n_embd / n_head: 64 for 150m/300m/600m, 128 for 1.4b, 24-32 for the tiny ones.
 
 PRESETS = {
     # name:       (n_embd, ffn,  n_layer, n_head, n_kv_head)

@@ -4,19 +4,18 @@ Print text sampled from a trained run (or from an ensemble of runs: their averag
     python sample.py out/default
     python sample.py runs/members/m0 runs/members/m1 --prompt "ROMEO:" --tokens 300 --temperature 0.8
 """
-import argparse
 import sys
 
 import torch
 
 import data
 from model import generate
-from train import ConfigError, load_model
+from train import ConfigError, OneLineParser, load_model
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
-    p.add_argument("runs", nargs="+", help="run folders (or ckpt.pt files); several = an ensemble")
+    p = OneLineParser(description=__doc__.strip().split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="run folders, an ensemble folder of member_*/, or ckpt.pt files")
     p.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
     p.add_argument("--tokens", type=int, default=200, help="new tokens per sample")
     p.add_argument("--samples", type=int, default=1)
@@ -27,15 +26,25 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     try:
+        if args.top_k is not None and args.top_k < 1:
+            raise ConfigError(f"--top_k must be >= 1 (got {args.top_k})")
+        if args.tokens < 1 or args.samples < 1:
+            raise ConfigError("--tokens and --samples must be >= 1")
+        from ensemble import find_members
+        runs = [r for r in args.runs if r.endswith(".pt")] + find_members([r for r in args.runs if not r.endswith(".pt")]) \
+            if any(not r.endswith(".pt") for r in args.runs) else args.runs
         models, metas = [], []
-        for r in args.runs:
+        for r in runs:
             m, ckpt = load_model(r, args.device)
             models.append(m)
             metas.append(data.load_dataset(ckpt["config"]["dataset"]).meta)
         if len({(mt["tokenizer"], mt["vocab_size"]) for mt in metas}) > 1:
             raise ConfigError("these runs use different tokenizers or vocabularies; sample them separately")
         tok = data.get_tokenizer(metas[0])
-        ids = tok.encode(args.prompt) if args.prompt else [tok.eot]   # empty context = start of a document
+        try:
+            ids = tok.encode(args.prompt) if args.prompt else [tok.eot]   # empty context = start of a document
+        except ValueError as e:
+            raise ConfigError(f"--prompt cannot be encoded by the {metas[0]['tokenizer']} tokenizer ({e})")
         x = torch.tensor([ids] * args.samples, device=args.device)
         g = torch.Generator(device=args.device).manual_seed(args.seed)
         out = generate(models, x, args.tokens, args.temperature, args.top_k, g, args.combine)
