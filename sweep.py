@@ -268,6 +268,80 @@ def write_report(sweep, out):
     os.replace(pts + ".tmp", pts)
     fit.main([pts, "--out", out])
     learning_curves(sweep, points, out)
+    with open(os.path.join(out, "fits.json")) as f:
+        fits = json.load(f)
+    text = summary_table(sweep, points, fits)
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+def mean_sd(xs):
+    xs = np.asarray(xs, dtype=float)
+    sd = f" ± {xs.std(ddof=1):.3f}" if len(xs) > 1 else ""
+    return f"{xs.mean():.3f}{sd} (n={len(xs)})"
+
+
+def summary_table(sweep, points, fits):
+    """The sweep's key numbers as markdown (results/<preset>/summary.md; the README quotes it)."""
+    D, K = sweep.p["D"], sweep.p["K"]
+    main = [r for r in points if r.get("D", 0) > D - sweep.p["seq_len"] - 1]
+
+    def best(recipe, m):   # the config with the lowest mean loss over seeds, and its seeds' losses
+        by = {}
+        for r in main:
+            if r["recipe"] == recipe and r.get("model") == m:
+                by.setdefault((r["epochs"], r["lr"], r["wd"]), []).append(r["val_loss"])
+        if not by:
+            return None, []
+        cfg = min(by, key=lambda c: np.mean(by[c]))
+        return cfg, by[cfg]
+    lines = [f"# {sweep.name}: D = {D:,} tokens of {sweep.dataset}, T = {sweep.p['seq_len']}, "
+             f"batch {sweep.p['batch_size']}\n",
+             f"| model | N | standard: best (epochs, lr) -> val | regularized: best (epochs, lr, wd) -> val "
+             f"| ensemble k=1..{K} (logit rule) | k={K} prob rule |", "|---|---|---|---|---|---|"]
+    ens = {}   # per model, the member setting whose largest ensemble is best
+    for r in points:
+        if r["recipe"] == "ensemble" and r.get("model"):
+            o = ens.get(r["model"])
+            if o is None or r["losses"][str(r["K"])] < o["losses"][str(o["K"])]:
+                ens[r["model"]] = r
+    for m in sweep.p["models"]:
+        (sc, sl), (rc, rl) = best("standard", m), best("regularized", m)
+        if not sl:
+            continue
+        N = next(r["N"] for r in main if r.get("model") == m)
+        e = ens.get(m)
+        el = " / ".join(f"{e['losses'][str(k)]:.3f}" for k in range(1, e["K"] + 1)) if e else "-"
+        ep = f"{e['losses_probs'][str(e['K'])]:.3f}" if e and "losses_probs" in e else "-"
+        lines.append(f"| {m} | {N:,} | {sc[:2]} -> {mean_sd(sl)} | {rc} -> {mean_sd(rl)} | {el} | {ep} |")
+    lines += ["", "| fit | x | E (asymptote) | 90% interval | identified | note |", "|---|---|---|---|---|---|"]
+    for f in fits["fits"] + fits["data_laws"]:
+        x = f["axis"] if "N" not in f or f["N"] is None or f["axis"] != "K" else f"K at N={f['N'] * 1e9:,.0f}"
+        at = f"D={f['D'] * 1e9:,.0f}" if f.get("D") else "over D"
+        lines.append(f"| {f['recipe'].split(' [')[0]} ({at}) | {x} | {f['E']:.3f} | "
+                     f"[{f['E_ci'][0]:.3f}, {f['E_ci'][1]:.3f}] | {f['identified']} | {f['warning'] or ''} |")
+    for j in fits["joint"]:
+        lines.append(f"| joint N, K -> inf | two-step | {j['E']:.3f} | [{j['E_ci'][0]:.3f}, {j['E_ci'][1]:.3f}] | "
+                     f"{j['identified']} | {j['warning'] or ''} |")
+    if fits["efficiency"]:
+        lines += ["", "| data efficiency vs standard | loss | of | multiplier | note |", "|---|---|---|---|---|"]
+        for e in fits["efficiency"]:
+            mult = "inf" if e["infinite"] else f"{e['multiplier']:.2f}x"
+            lines.append(f"| {e['recipe'].split(' [')[0]} | {e['loss']:.3f} | {e['of']} | {mult} | {e['warning'] or ''} |")
+    m = sweep.p["distill_model"]
+    stud = {rec: [r["val_loss"] for r in points if r["recipe"] == rec and r.get("model") == m]
+            for rec in ("distill", "self-distill")}
+    if m in ens and stud["distill"]:
+        _, single = best("regularized", m)
+        L1, LK = np.mean(single), ens[m]["losses"][str(ens[m]["K"])]
+        lines += ["", f"Distillation at {m}: teacher = the {ens[m]['K']}-member ensemble ({LK:.3f}); "
+                      f"same-size regularized single model {mean_sd(single)}; "
+                      f"student {mean_sd(stud['distill'])}; self-distilled student "
+                      f"{mean_sd(stud['self-distill']) if stud['self-distill'] else '-'}; "
+                      f"gain kept = (L_single - L_student) / (L_single - L_ensemble) = "
+                      f"{(L1 - np.mean(stud['distill'])) / (L1 - LK):.0%}"]
+    return "\n".join(lines) + "\n"
 
 
 def learning_curves(sweep, points, out):
