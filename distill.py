@@ -255,6 +255,9 @@ def distill(cfg, teacher_paths, mode="seq", corpus="", corpus_tokens=0, temperat
         raise ConfigError(f"--alpha must be in [0, 1] (got {alpha})")
     if gen_batch < 1 or corpus_tokens < 0:
         raise ConfigError("--gen_batch must be >= 1 and --corpus_tokens >= 0")
+    if mode == "logit" and cfg.mix_weight > 0:
+        raise ConfigError("--mix_weight applies to --mode seq (teacher samples in the batch); --mode logit "
+                          "trains on the real data only: use --alpha for the weight of the KL term")
     if mode == "seq" and cfg.mix_weight <= 0:
         raise ConfigError("--mode seq needs --mix_weight > 0: the fraction of each batch sampled from the teacher")
     # absolute: train.py would read a bare name as a folder under data/
@@ -328,7 +331,7 @@ def build_parser():
 def main(argv=None):
     def body():
         args = build_parser().parse_args(argv)
-        paths = find_members(args.teacher)
+        paths = find_members(args.teacher, flag="--teacher")
         cfg_file = os.path.join(paths[0], "config.json")
         if not os.path.exists(cfg_file):
             raise ConfigError(f"teacher {paths[0]} has no config.json: not a train.py run folder")

@@ -388,16 +388,16 @@ def natural_key(path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path)]
 
 
-def find_members(paths):
+def find_members(paths, flag="--members"):
     """Run folders from folders, globs, or an ensemble folder (its member_* runs), ordered by name."""
     found = []
     for p in paths:
         hits = glob.glob(p) if glob.has_magic(p) else [p]
         if not hits:
-            raise ConfigError(f"--members {p} matches nothing")
+            raise ConfigError(f"{flag} {p} matches nothing")
         for h in hits:
             if not os.path.isdir(h):
-                raise ConfigError(f"--members {h}: no such run folder")
+                raise ConfigError(f"{flag} {h}: no such run folder")
             inner = [d for d in glob.glob(os.path.join(h, "member_*")) if os.path.isdir(d)]
             is_run = os.path.exists(os.path.join(h, "summary.json")) or os.path.exists(os.path.join(h, "ckpt.pt"))
             found += inner if inner and not is_run else [h]
@@ -509,7 +509,7 @@ def evaluate_ensemble(paths, device_flag="auto", dtype_flag="auto", combine="log
 # Command line
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0],
+    p = train.OneLineParser(description=__doc__.strip().split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--k", type=int, default=0, help="number of members to train (with --eval: use the first k)")
     p.add_argument("--vary", choices=["both", "seed", "data"], default="both",

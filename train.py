@@ -33,6 +33,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 import data
+from data import OneLineParser  # noqa: F401  (re-exported: the tools' shared parser)
 from model import GPT, PRESETS, config_from_preset
 
 # ----------------------------------------------------------------------------
@@ -85,12 +86,6 @@ RUN_ONLY = ("out_dir", "resume", "device", "compile", "evals", "log_every", "ckp
 
 class ConfigError(ValueError):
     """Bad user input: printed as one line, exit code 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line on stderr (no usage dump) and exit code 2."""
-    def error(self, message):
-        self.exit(2, f"error: {message}; see {self.prog} -h\n")
 
 
 def parse_args(argv=None, description=__doc__):

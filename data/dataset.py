@@ -14,6 +14,7 @@ Everything that can go wrong with user input raises `DataError`, a one-line mess
 the problem and the fix; the command-line tools print it and exit with status 2.
 """
 
+import argparse
 import glob
 import json
 import os
@@ -31,6 +32,13 @@ DATA_ROOT = os.path.join(REPO, "data")
 def shared_dir():
     """The shared folder with corpora and the tokenizer cache (never committed)."""
     return os.environ.get("ICGPT_SHARED", os.path.join(REPO, "..", "shared"))
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (no usage dump) and exit code 2: the parser of
+    every command-line tool in the project (train.py re-exports it)."""
+    def error(self, message):
+        self.exit(2, f"error: {message}; see {self.prog} -h\n")
 
 
 class DataError(ValueError):

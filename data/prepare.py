@@ -29,7 +29,7 @@ import sys
 
 import numpy as np
 
-from .dataset import DATA_ROOT, DataError, shared_dir, write_dataset
+from .dataset import DATA_ROOT, DataError, OneLineParser, shared_dir, write_dataset
 from .tokenizer import get_tokenizer
 
 # The works by genre (Folio categories; Troilus, a "problem play", counted with the tragedies).
@@ -213,7 +213,7 @@ def prepare(input, tokenizer="byte", out=None, val_fraction=0.1, val_docs=None, 
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("input", help="'shakespeare', a .txt file, or a folder of .txt files")
     ap.add_argument("--tokenizer", default="byte", help="byte, or a tiktoken encoding (r50k_base)")
     ap.add_argument("--out", default=None, help="dataset folder (default data/<input>_<tokenizer>)")

@@ -47,7 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from .dataset import DATA_ROOT, DataError, write_dataset
+from .dataset import DATA_ROOT, DataError, OneLineParser, write_dataset
 
 # Defaults. An order-1 source over V = 1,024 symbols, s = 32 successors per symbol: 1,024 x 31 =
 # ~32K free probabilities to learn from D tokens, so at the trainer's D = 250K (~244 observations
@@ -288,7 +288,7 @@ def generate(out, force=False, **params):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Generate a synthetic Markov dataset.")
+    ap = OneLineParser(description="Generate a synthetic Markov dataset.")
     ap.add_argument("--out", default=os.path.join(DATA_ROOT, "synthetic"))
     for key, value in DEFAULT.items():
         ap.add_argument(f"--{key}", type=type(value), default=value)
