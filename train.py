@@ -179,19 +179,6 @@ class EpochStream:
         return [idx[(m * world + rank) * per:(m * world + rank + 1) * per] for m in range(accum)]
 
 
-class Samples:
-    """A teacher corpus from distill.py: samples of T+1 tokens laid end to end. Unlike data.Windows,
-    consecutive rows share no boundary token (each starts at its own end-of-document token)."""
-    def __init__(self, tokens, T):
-        self.rows = tokens[:len(tokens) // (T + 1) * (T + 1)].reshape(-1, T + 1)   # (n, T+1), no copy
-
-    def __len__(self):
-        return len(self.rows)
-
-    def get(self, idx):
-        return self.rows[np.asarray(idx, dtype=np.int64)].astype(np.int64)        # (len(idx), T+1)
-
-
 # ----------------------------------------------------------------------------
 # Learning rate: linear warmup over warmup_steps, then cosine decay to 0 at the last step.
 
@@ -418,7 +405,7 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
             if mix_ds.meta["sequence_tokens"] != T + 1:
                 raise ConfigError(f"--mix_data {cfg.mix_data} holds samples of {mix_ds.meta['sequence_tokens']} "
                                   f"tokens, this run needs {T + 1} (--seq_len {T}); sample a corpus for it")
-            mix = Samples(mix_ds.train, T)
+            mix = data.Samples(mix_ds.train, T)
         else:
             mix = data.train_sequences(mix_ds.train, len(mix_ds.train), T)
         if B_real <= 0:

@@ -237,6 +237,19 @@ class Windows:
         return self.tokens[idx[:, None] * self.T + self.offsets].astype(np.int64)
 
 
+class Samples:
+    """A teacher corpus from distill.py: samples of T+1 tokens laid end to end. Unlike Windows,
+    consecutive rows share no boundary token (each starts at its own end-of-document token)."""
+    def __init__(self, tokens, T):
+        self.rows = tokens[:len(tokens) // (T + 1) * (T + 1)].reshape(-1, T + 1)   # (n, T+1), no copy
+
+    def __len__(self):
+        return len(self.rows)
+
+    def get(self, idx):
+        return self.rows[np.asarray(idx, dtype=np.int64)].astype(np.int64)        # (len(idx), T+1)
+
+
 def train_sequences(tokens, D, T, name="the dataset"):
     """The first D tokens as (D - 1) // T windows of T+1 tokens."""
     if D > len(tokens):
