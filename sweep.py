@@ -44,7 +44,7 @@ PRESETS = {
         epochs=[2, 4, 8, 16, 32], lr=[1e-3, 3e-3, 1e-2], wd=[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8],
         std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=0.8),
         seeds=2, K=4, distill_model="tiny-120k", mix_weight=0.5, corpus_mult=2, max_moves=3,
-        reg_axes=["epochs", "wd"], member_settings=["x1"]),
+        reg_axes=["epochs", "lr", "wd"], member_settings=["x1"]),
     "synthetic": dict(
         dataset="synthetic", prepare=None,
         D=131_072, data_budgets=[32_768, 65_536], seq_len=256, batch_size=32, val_tokens=0,
@@ -187,7 +187,8 @@ class Sweep:
                 cfgs = [self.config(m, seed=i, **pt) for i in range(self.p["K"])]
                 for c in cfgs:
                     self.run(c)
-                path = os.path.join(self.runs_dir, f"ensemble_{m}_{tag}.json")
+                # named after member 0's config: the evaluation of these very members
+                path = os.path.join(self.runs_dir, f"ensemble_{os.path.basename(cfgs[0].out_dir)}.json")
                 if os.path.exists(path) and all(os.path.exists(os.path.join(c.out_dir, "summary.json")) for c in cfgs):
                     with open(path) as f:
                         res = json.load(f)
@@ -212,7 +213,8 @@ class Sweep:
             return
         members, _, _ = ens[m]
         for tag, teacher, recipe in (("ens", members, "distill"), ("self", members[:1], "self-distill")):
-            corpus = os.path.abspath(os.path.join(self.runs_dir, f"corpus_{m}_{tag}"))
+            # named after the teacher's config: a corpus is reused only for the same teacher
+            corpus = os.path.abspath(os.path.join(self.runs_dir, "corpus_" + os.path.basename(members[0]) + f"_{tag}"))
             for seed in range(self.p["seeds"]):
                 cfg = self.config(m, seed=seed, **reg[m], mix_weight=self.p["mix_weight"], recipe=recipe,
                                   tag=f"{tag}distill", mix_data=corpus)
@@ -330,10 +332,10 @@ def summary_table(sweep, points, fits):
             mult = "inf" if e["infinite"] else f"{e['multiplier']:.2f}x"
             lines.append(f"| {e['recipe'].split(' [')[0]} | {e['loss']:.3f} | {e['of']} | {mult} | {e['warning'] or ''} |")
     m = sweep.p["distill_model"]
-    stud = {rec: [r["val_loss"] for r in points if r["recipe"] == rec and r.get("model") == m]
-            for rec in ("distill", "self-distill")}
+    rc, single = best("regularized", m)   # students trained at the regularized point, as the sweep does
+    stud = {rec: [r["val_loss"] for r in points if r["recipe"] == rec and r.get("model") == m
+                  and (r["epochs"], r["lr"], r["wd"]) == rc] for rec in ("distill", "self-distill")}
     if m in ens and stud["distill"]:
-        _, single = best("regularized", m)
         L1, LK = np.mean(single), ens[m]["losses"][str(ens[m]["K"])]
         lines += ["", f"Distillation at {m}: teacher = the {ens[m]['K']}-member ensemble ({LK:.3f}); "
                       f"same-size regularized single model {mean_sd(single)}; "
