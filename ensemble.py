@@ -50,7 +50,7 @@ import torch.nn.functional as F
 import data
 import train
 from model import GPT
-from train import ConfigError, TrainConfig
+from train import ConfigError, TrainConfig, check_same_config
 
 # Flags that change how a run executes but not what it learns: a finished member trained with other
 # values of these is still the same member (the same list train.py's --resume check ignores).
@@ -76,19 +76,9 @@ def is_finished(mcfg):
         return False
     with open(os.path.join(mcfg.out_dir, "config.json")) as f:
         old = json.load(f)
-    # config.json holds the resolved dtype ("float32", not "auto"), so dtype is not compared either
+    # dtype is not compared: config.json files written before it kept "auto" apart held the resolved one
     check_same_config(old, mcfg, ignore=(*RUN_ONLY, "dtype"))
     return True
-
-
-def check_same_config(old, mcfg, ignore=RUN_ONLY, what="was trained"):
-    """Refuse a member folder whose recorded config (a dict) differs from mcfg outside `ignore`."""
-    old = {**dataclasses.asdict(TrainConfig()), **old}   # fields added since it was written: defaults
-    diff = [k for k, v in dataclasses.asdict(mcfg).items() if k not in ignore and old.get(k) != v]
-    if diff:
-        raise ConfigError(f"{mcfg.out_dir} {what} with different {', '.join(diff)} "
-                          f"({', '.join(f'{old.get(k)} vs {getattr(mcfg, k)}' for k in diff)}); "
-                          f"rerun with the original flags or choose another --out_dir")
 
 
 def train_members(cfg, K, vary="both", rank=0, world=1, local_rank=0):

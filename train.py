@@ -88,6 +88,17 @@ class ConfigError(ValueError):
     """Bad user input: printed as one line, exit code 2."""
 
 
+def check_same_config(old, cfg, ignore=RUN_ONLY, what="was trained"):
+    """Refuse to continue a run folder whose recorded config (a dict) differs from cfg in a field
+    that changes what is learned (anything outside `ignore`)."""
+    old = {**asdict(TrainConfig()), **old}   # fields added since it was written take their defaults
+    diff = [k for k, v in asdict(cfg).items() if k not in ignore and old.get(k) != v]
+    if diff:
+        raise ConfigError(f"{cfg.out_dir} {what} with different {', '.join(diff)} "
+                          f"({', '.join(f'{old.get(k)} vs {getattr(cfg, k)}' for k in diff)}); "
+                          f"rerun with the original flags or choose another --out_dir")
+
+
 def parse_args(argv=None, description=__doc__):
     p = OneLineParser(description=description.split("\n\n")[0],
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -435,13 +446,7 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
                           f"choose another --out_dir")
     if cfg.resume and os.path.exists(ckpt_path):
         ckpt = load_checkpoint(ckpt_path, device)
-        # fields added after a checkpoint was written take their defaults
-        old = {k: v for k, v in {**asdict(TrainConfig()), **ckpt["config"]}.items() if k not in RUN_ONLY}
-        new = {k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY}
-        diff = [k for k in new if old.get(k) != new[k]]
-        if diff:
-            raise ConfigError(f"--resume with a different config ({', '.join(diff)}) than the checkpoint in "
-                              f"{cfg.out_dir}; rerun with the original flags or another --out_dir")
+        check_same_config(ckpt["config"], cfg, what="holds a checkpoint trained (--resume)")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng_cpu"].cpu())

@@ -20,13 +20,7 @@ SMALL = dict(model="tiny-120k", seq_len=32, batch_size=8, micro_batch=4, train_t
 CLIPS = (1.05, 0.5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # 2 shared cores: two spinning OpenMP threads per process slow these tiny models 10-30x under load
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # see conftest.py
 
 
 def config(tiny_data, out_dir, **kw):

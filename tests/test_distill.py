@@ -19,14 +19,7 @@ from train import ConfigError, TrainConfig
 V, EOT = 65, 64   # the tiny_data fixture: symbols 0..63, end-of-document 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared CPU one descheduled thread stalls every op
-    (measured: 10x slower with 2 threads under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # see conftest.py
 
 
 def save_teacher(run_dir, model, dataset, seq_len):

@@ -30,13 +30,7 @@ QUICK = ["--model", "tiny-120k", "--seq_len", "32", "--train_tokens", "2048", "-
          "--epochs", "2", "--evals", "1"]   # 7 steps: for bookkeeping tests
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # 2 shared cores: two spinning OpenMP threads per process slow these tiny models 10-30x under load
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # see conftest.py
 
 
 @pytest.fixture(scope="module")
