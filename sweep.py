@@ -45,16 +45,22 @@ PRESETS = {
         std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=0.8),
         seeds=2, K=4, distill_model="tiny-120k", mix_weight=0.5, corpus_mult=2, max_moves=3,
         reg_axes=["epochs", "lr", "wd"], member_settings=["x1"]),
+    # a generated bigram source (data/synthetic.py) where the limits are known exactly: every report
+    # line can sit next to the Bayes-optimal loss for that D and the entropy rate. V = 256 keeps the
+    # 256 x 256 table within the tiny models' reach (at V = 1024 they stay ~1 nat above Bayes).
     "synthetic": dict(
-        dataset="synthetic", prepare=None,
-        D=131_072, data_budgets=[32_768, 65_536], seq_len=256, batch_size=32, val_tokens=0,
-        models=["tiny-120k", "tiny-240k", "tiny-530k", "tiny-950k"],
-        epochs=[1, 2, 4, 8, 16, 32], lr=[1e-3, 3e-3, 1e-2], wd=[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8],
-        std_start=dict(epochs=4, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=0.8),
-        seeds=2, K=4, distill_model="tiny-530k", mix_weight=0.5, corpus_mult=2, max_moves=6),
+        dataset="data_synthetic", prepare=None,
+        source=dict(V=256, k=1, s=16, alpha=0.3, n_train=262_144, n_val=65_536, seed=7),
+        D=32_768, data_budgets=[8_192, 16_384], seq_len=128, batch_size=16, val_tokens=32_768,
+        models=["tiny-67k", "tiny-120k", "tiny-240k", "tiny-530k", "tiny-950k"],
+        epochs=[2, 4, 8, 16, 32], lr=[1e-3, 3e-3, 1e-2, 3e-2], wd=[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8],
+        std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=1.6),
+        seeds=3, K=4, distill_model="tiny-120k", mix_weight=0.5, corpus_mult=2, max_moves=3,
+        reg_axes=["epochs", "lr", "wd"], member_settings=["x1"]),
     # the whole pipeline in a couple of minutes (CI runs it): nothing here is meant to show anything
     "smoke": dict(
-        dataset="smoke", prepare=None,
+        dataset="data_smoke", prepare=None,
+        source=dict(V=64, k=1, s=8, alpha=0.5, n_train=20_000, n_val=4_096, seed=3),
         D=4_096, data_budgets=[2_048, 3_072], seq_len=32, batch_size=8, val_tokens=2_048,
         models=["tiny-120k", "tiny-240k", "tiny-530k"],
         epochs=[1, 2], lr=[1e-2], wd=[0.1, 0.8],
@@ -326,6 +332,13 @@ def summary_table(sweep, points, fits):
     for j in fits["joint"]:
         lines.append(f"| joint N, K -> inf | two-step | {j['E']:.3f} | [{j['E_ci'][0]:.3f}, {j['E_ci'][1]:.3f}] | "
                      f"{j['identified']} | {j['warning'] or ''} |")
+    # a synthetic source's known limits on the same val tokens (train.py stores them in each summary)
+    lim = {r["D"]: r["limits"] for r in points if r.get("limits") and "mix" not in r}
+    if lim:
+        lines += ["", "| D | Bayes-optimal loss given D | true source (these val tokens) | entropy rate |",
+                  "|---|---|---|---|"]
+        for d in sorted(lim):
+            lines.append(f"| {d:,} | {lim[d]['bayes']:.4f} | {lim[d]['entropy']:.4f} | {lim[d]['entropy_rate']:.4f} |")
     if fits["efficiency"]:
         lines += ["", "| data efficiency vs standard | loss | of | multiplier | note |", "|---|---|---|---|---|"]
         for e in fits["efficiency"]:
@@ -375,7 +388,8 @@ def print_plan(sweep, args):
     (the real path depends on the losses), their training tokens and FLOPs, and an ETA."""
     from model import GPT, config_from_preset
     import torch
-    vocab = {"dclm_llama3": 128_256, "shakespeare_byte": 257}.get(sweep.dataset, 1025)
+    vocab = (sweep.p["source"]["V"] + 1 if "source" in sweep.p
+             else {"dclm_llama3": 128_256, "shakespeare_byte": 257}.get(sweep.dataset, 1025))
     flops = tokens = 0
     for c in sweep.planned:
         with torch.device("meta"):
@@ -388,12 +402,13 @@ def print_plan(sweep, args):
 
 
 def ensure_dataset(sweep, create=True):
+    """A preset either generates its synthetic source inside runs_dir or prepares a named dataset."""
     p = sweep.p
-    if sweep.name == "smoke":
+    if "source" in p and sweep.dataset == p["dataset"]:
         from data import synthetic
-        sweep.dataset = path = os.path.join(sweep.runs_dir, "data_smoke")
+        sweep.dataset = path = os.path.join(sweep.runs_dir, p["dataset"])
         if create and not os.path.exists(os.path.join(path, "meta.json")):
-            synthetic.generate(path, V=64, k=1, s=8, alpha=0.5, n_train=20_000, n_val=4_096, seed=3)
+            synthetic.generate(path, **p["source"])
     elif create and p["prepare"]:
         try:
             data.load_dataset(sweep.dataset)
