@@ -559,15 +559,21 @@ def _atomic(path, write):
     os.replace(tmp, path)
 
 
+def seed_noise(groups):
+    """Robust pooled seed-to-seed sd: 1.4826 x the median |deviation from the config's mean|, each
+    deviation scaled by sqrt(n / (n - 1)) (a deviation from a mean of n runs is that much smaller).
+    A plain pooled variance would let one diverged seed (loss +1 nat) widen every interval."""
+    dev = [abs(l - np.mean(v)) * math.sqrt(len(v) / (len(v) - 1)) for v in groups if len(v) > 1 for l in v]
+    return 1.4826 * float(np.median(dev)) if dev else None
+
+
 def report(singles, ens, n_boot=400, seed=0):
     """All the fits the data support; returns the fits.json dict."""
-    # Seed noise: pooled spread of identical configs (same recipe, D, N, hyperparameters).
+    # Seed noise: the spread of identical configs (same recipe, D, N, hyperparameters).
     cfg = {}
     for r in singles:
         cfg.setdefault((r["recipe"], r["D"], r["N"], r["config"]), []).append(r["loss"])
-    ss = sum(((np.array(v) - np.mean(v)) ** 2).sum() for v in cfg.values())
-    dof = sum(len(v) - 1 for v in cfg.values())
-    sigma_seed = math.sqrt(ss / dof) if dof > 0 else None
+    sigma_seed = seed_noise(cfg.values())
     # Best config per (recipe, D, N), by mean over seeds.
     best = {}
     for (rec, D, N, c), v in cfg.items():

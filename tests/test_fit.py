@@ -346,3 +346,13 @@ def test_cli_bad_input_exits_2_with_one_line_naming_the_problem(tmp_path, capsys
     assert len(err.splitlines()) == 1 and err.startswith("fit.py: ")
     assert ("summary.json" in err) if case in ("corrupt", "empty") else (os.path.basename(str(target)) in err)
     assert not (tmp_path / "out" / "fits.json").exists()
+
+
+def test_seed_noise_is_robust_to_one_diverged_seed():
+    rng = np.random.default_rng(0)
+    groups = [list(2.0 + 0.01 * rng.standard_normal(4)) for _ in range(30)]
+    clean = fit.seed_noise(groups)
+    assert 0.007 < clean < 0.013                              # recovers sd 0.01
+    groups[0][1] += 1.0                                       # one run diverged
+    assert abs(fit.seed_noise(groups) - clean) < 0.002        # a plain pooled sd would jump ~10x
+    assert fit.seed_noise([[2.0], [2.1]]) is None             # no repeated config: unknown
