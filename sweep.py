@@ -4,7 +4,8 @@ Reproduce the paper end to end (paper.md sections 5-8): for one preset, run
   2. the regularized recipe: coordinate descent over (epochs, lr, wd) per N, then extra seeds at the optimum;
   3. ensembles per N, members at the regularized point and at the paper's shift (2x epochs, 1/2 wd),
      K = 1..Kmax; the setting with the lower K -> inf asymptote wins (fit.py picks it);
-  4. the standard recipe at smaller data budgets, for its data law and data-efficiency multipliers;
+  4. the standard recipe at the other data budgets, for its data law and data-efficiency multipliers
+     (and, where a preset sets reg_data_budgets, the regularized search there too, for its data law);
   5. distillation: the best ensemble at one size into a student of that size, and self-distillation;
 then fit.py turns the points into results/<preset>/ (fits.json, PNGs, points.jsonl).
 
@@ -65,7 +66,8 @@ PRESETS = {
         models=["tiny-120k", "tiny-240k", "tiny-530k"],
         epochs=[1, 2], lr=[1e-2], wd=[0.1, 0.8],
         std_start=dict(epochs=1, lr=1e-2), reg_start=dict(epochs=1, lr=1e-2, wd=0.8),
-        seeds=1, K=3, distill_model="tiny-120k", mix_weight=0.5, corpus_mult=1, max_moves=1),
+        seeds=1, K=3, distill_model="tiny-120k", mix_weight=0.5, corpus_mult=1, max_moves=1,
+        reg_data_budgets=True),
     # the paper's scale (section 5): runnable on GPUs, not run here. D = 800 base steps x 64 x 4096.
     "paper": dict(
         dataset="dclm_llama3", prepare=None,
@@ -75,7 +77,8 @@ PRESETS = {
         epochs=[1, 2, 4, 8, 16, 32, 64], lr=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
         wd=[0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4],
         std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=16, lr=3e-3, wd=0.8),
-        seeds=1, K=5, distill_model="300m", mix_weight=0.75, corpus_mult=4, max_moves=10),
+        seeds=1, K=5, distill_model="300m", mix_weight=0.75, corpus_mult=4, max_moves=10,
+        reg_data_budgets=True),
 }
 STD_WD = 0.1
 
@@ -164,18 +167,18 @@ class Sweep:
             print(f"standard  {m} D={D or self.p['D']}: {pt} -> {l:.4f}{'' if cert else ' (no certificate)'}")
         return out
 
-    def stage_regularized(self, models, std):
+    def stage_regularized(self, models, std, D=None):
         """Search (epochs, lr, wd) from the standard optimum's epochs and lr; a preset may fix lr at
         the standard optimum (reg_axes) to save compute."""
         out = {}
         axes = self.p.get("reg_axes", ["epochs", "lr", "wd"])
         for m in models:
             start = dict(self.p["reg_start"], **{k: std[m][k] for k in ("epochs", "lr") if m in std})
-            pt, l, cert = self.coordinate_descent(m, start, axes)
+            pt, l, cert = self.coordinate_descent(m, start, axes, D)
             for seed in range(1, self.p["seeds"]):          # error bars at the optimum
-                self.run(self.config(m, seed=seed, **pt))
+                self.run(self.config(m, seed=seed, D=D, **pt))
             out[m] = pt
-            print(f"regularized {m}: {pt} -> {l:.4f}{'' if cert else ' (no certificate)'}")
+            print(f"regularized {m} D={D or self.p['D']}: {pt} -> {l:.4f}{'' if cert else ' (no certificate)'}")
         return out
 
     def member_settings(self, pt):
@@ -258,7 +261,8 @@ def collect_points(sweep):
             continue
         if s["wd"] == STD_WD:
             rows.append({**s, "recipe": "standard"})
-        if s["D"] > sweep.p["D"] - sweep.p["seq_len"] - 1:           # the main budget (D is cut to whole windows)
+        budgets = [sweep.p["D"]] + (sweep.p["data_budgets"] if sweep.p.get("reg_data_budgets") else [])
+        if any(B - sweep.p["seq_len"] - 1 < s["D"] <= B for B in budgets):   # D is cut to whole windows
             rows.append({**s, "recipe": "regularized"})
     return rows
 
@@ -293,7 +297,7 @@ def mean_sd(xs):
 def summary_table(sweep, points, fits):
     """The sweep's key numbers as markdown (results/<preset>/summary.md; the README quotes it)."""
     D, K = sweep.p["D"], sweep.p["K"]
-    main = [r for r in points if r.get("D", 0) > D - sweep.p["seq_len"] - 1]
+    main = [r for r in points if D - sweep.p["seq_len"] - 1 < r.get("D", 0) <= D]   # D is cut to whole windows
 
     def best(recipe, m):
         """The point the search settled on, as it chose: the lowest seed-0 loss among the recipe's
@@ -475,9 +479,11 @@ def main(argv=None):
         return write_report(sweep, args.out or os.path.join("results", args.preset))
     ensure_dataset(sweep, create=not sweep.dry)
     std = sweep.stage_standard(models)
-    for D in p["data_budgets"]:
-        sweep.stage_standard(models, D, lrs=std)
+    std_at = {D: sweep.stage_standard(models, D, lrs=std) for D in p["data_budgets"]}
     reg = sweep.stage_regularized(models, std)
+    if p.get("reg_data_budgets"):       # the paper's data scaling of the regularized recipe too (section 7)
+        for D in p["data_budgets"]:
+            sweep.stage_regularized(models, std_at[D], D)
     ens = sweep.stage_ensembles(models, reg)
     if p["distill_model"] in models:
         sweep.stage_distill(reg, ens)

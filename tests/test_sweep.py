@@ -25,6 +25,7 @@ def test_smoke_sweep_runs_end_to_end_then_resumes_without_retraining(tmp_path):
     assert {"standard", "regularized", "ensemble", "distill", "self-distill"} <= recipes
     assert {p["D"] for p in points if p["recipe"] == "standard"} == {2016, 3040, 4064}   # three data budgets
     assert all(p["wd"] == 0.1 for p in points if p["recipe"] == "standard")
+    assert {p["D"] for p in points if p["recipe"] == "regularized"} == {2016, 3040, 4064}   # searched at each D too
     fits = json.load(open(out / "fits.json"))
     assert any(f["axis"] == "K" for f in fits["fits"]) and fits["joint"] and fits["data_laws"]
     summary = (out / "summary.md").read_text()                      # the source's known limits, per D
