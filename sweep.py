@@ -10,7 +10,7 @@ Reproduce the paper end to end (paper.md sections 5-8): for one preset, run
 then fit.py turns the points into results/<preset>/ (fits.json, PNGs, points.jsonl).
 
     python sweep.py --preset mini --dry_run      # the plan: runs, tokens, FLOPs and an ETA
-    python sweep.py --preset mini                # ~1-2 hours on 2 CPU cores; resumable
+    python sweep.py --preset mini                # 2 CPU cores: ~75 min, or ~45 as 2 shards; resumable
     python sweep.py --preset mini --shard 0/4    # spread N over 4 processes or GPUs, then
     python sweep.py --preset mini --report_only  # fit whatever has finished
 
@@ -40,7 +40,7 @@ from train import TrainConfig
 PRESETS = {
     "mini": dict(
         dataset="shakespeare_byte", prepare=["shakespeare", "--tokenizer", "byte"],
-        D=65_536, data_budgets=[16_384, 32_768], seq_len=128, batch_size=32, val_tokens=131_072,
+        D=65_536, data_budgets=[16_384, 32_768], seq_len=128, batch_size=8, val_tokens=131_072,
         models=["tiny-67k", "tiny-120k", "tiny-240k", "tiny-530k"],
         epochs=[2, 4, 8, 16, 32], lr=[1e-3, 3e-3, 1e-2], wd=[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8],
         std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=0.8),
