@@ -10,7 +10,7 @@ Reproduce the paper end to end (paper.md sections 5-8): for one preset, run
 then fit.py turns the points into results/<preset>/ (fits.json, PNGs, points.jsonl).
 
     python sweep.py --preset mini --dry_run      # the plan: runs, tokens, FLOPs and an ETA
-    python sweep.py --preset mini                # 2 CPU cores: ~75 min, or ~45 as 2 shards; resumable
+    python sweep.py --preset mini                # 2 CPU cores: ~2 h, or ~65 min as 2 shards; resumable
     python sweep.py --preset mini --shard 0/4    # spread N over 4 processes or GPUs, then
     python sweep.py --preset mini --report_only  # fit whatever has finished
 
@@ -45,7 +45,7 @@ PRESETS = {
         epochs=[2, 4, 8, 16, 32], lr=[1e-3, 3e-3, 1e-2], wd=[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8],
         std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=0.8),
         seeds=2, K=4, distill_model="tiny-120k", mix_weight=0.5, corpus_mult=2, max_moves=3,
-        reg_axes=["epochs", "lr", "wd"], member_settings=["x1"]),
+        reg_axes=["epochs", "lr", "wd"], member_settings=["x1"], reg_data_budgets=True),
     # a generated bigram source (data/synthetic.py) where the limits are known exactly: every report
     # line can sit next to the Bayes-optimal loss for that D and the entropy rate. V = 256 keeps the
     # 256 x 256 table within the tiny models' reach (at V = 1024 they stay ~1 nat above Bayes).
@@ -364,10 +364,12 @@ def summary_table(sweep, points, fits):
         for d in sorted(lim):
             lines.append(f"| {d:,} | {lim[d]['bayes']:.4f} | {lim[d]['entropy']:.4f} | {lim[d]['entropy_rate']:.4f} |")
     if fits["efficiency"]:
-        lines += ["", "| data efficiency vs standard | loss | of | multiplier | note |", "|---|---|---|---|---|"]
-        for e in fits["efficiency"]:
+        lines += ["", "| data efficiency vs standard | D | loss | of | standard's best at D | multiplier | note |",
+                  "|---|---|---|---|---|---|---|"]
+        for e in sorted(fits["efficiency"], key=lambda e: (e["recipe"], e["D"])):
             mult = "inf" if e["infinite"] else f"{e['multiplier']:.2f}x"
-            lines.append(f"| {e['recipe'].split(' [')[0]} | {e['loss']:.3f} | {e['of']} | {mult} | {e['warning'] or ''} |")
+            lines.append(f"| {e['recipe'].split(' [')[0]} | {e['D'] * 1e9:,.0f} | {e['loss']:.3f} | {e['of']} | "
+                         f"{e['baseline_loss']:.3f} | {mult} | {e['warning'] or ''} |")
     m = sweep.p["distill_model"]
     rc, single, _ = best("regularized", m)   # students trained at the regularized point, as the sweep does
     stud = {rec: [r["val_loss"] for r in points if r["recipe"] == rec and r.get("model") == m
