@@ -674,13 +674,16 @@ def plot(out, nfits, kfits, joints, laws, eff):
     import matplotlib.pyplot as plt
 
     def curve(ax, f, color, label):
+        """Points, the fitted curve, and (only where E is identified) the asymptote and its band: an
+        unidentified E can sit far below the data and would squash the plot to a flat line."""
         x = np.array(f.x)
-        xs = np.geomspace(x.min(), x.max() * 4, 100)
+        xs = np.geomspace(x.min(), x.max() * (4 if f.identified else 1), 100)
         ax.plot(x, f.y, "o", color=color, label=label + ("" if f.identified else " (E not identified)"))
         ax.plot(xs, f.predict(xs), "-", color=color, lw=1)
-        ax.axhline(f.E, ls="--", color=color, lw=1)
         if f.identified and all(math.isfinite(v) for v in f.E_ci):
+            ax.axhline(f.E, ls="--", color=color, lw=1)
             ax.axhspan(*f.E_ci, color=color, alpha=0.1)
+        return list(f.y) + ([f.E] if f.identified else [])
 
     def ci(v):
         return f"E={v.E:.4g} [{_fmt(v.E_ci[0])}, {_fmt(v.E_ci[1])}]"
@@ -703,8 +706,13 @@ def plot(out, nfits, kfits, joints, laws, eff):
         rows = -(-len(panels) // cols)
         fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False)
         for ax, (title, curves) in zip(axes.flat, panels):
+            ys = []
             for c, (f, label) in enumerate(curves):
-                curve(ax, f, f"C{c}", label)
+                ys += curve(ax, f, f"C{c}", label)
+            if ys:                                    # the data (and identified asymptotes), padded
+                lo, hi = min(ys), max(ys)
+                pad = 0.08 * (hi - lo) + 1e-3
+                ax.set_ylim(lo - pad, hi + 3 * pad)  # room on top for the legend
             if name == "data_scaling.png" and eff:
                 txt = "\n".join(f"{e['recipe']} @ {_fmt(e['D'], 3)}B: " + ("inf" if e["infinite"] else f"{e['multiplier']:.3g}x")
                                  + ("*" if e["warning"] else "") for e in eff[:10])
@@ -712,7 +720,7 @@ def plot(out, nfits, kfits, joints, laws, eff):
                         fontsize=7, va="bottom")
             ax.set(xscale="log", xlabel=xlabel, ylabel="val loss (nats/token)")
             ax.set_title(title, fontsize=9)
-            ax.legend(fontsize=7, loc="upper right")
+            ax.legend(fontsize=7, loc="upper right", framealpha=0.7)
         for ax in list(axes.flat)[len(panels):]:
             ax.set_visible(False)
         fig.tight_layout()
