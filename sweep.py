@@ -401,6 +401,11 @@ def learning_curves(sweep, points, out):
             h = json.load(f)["history"]
         ax.plot([p["epoch"] for p in h], [p["val_loss"] for p in h], marker="o", ms=3, alpha=0.8,
                 ls="--" if wd == STD_WD else "-", label=f"wd {wd:g} ep {ep:g} lr {lr:g}")
+    lim = next((r["limits"] for r in points if r.get("limits") and r.get("model") == m
+                and r["recipe"] == "regularized"), None)
+    if lim:   # a synthetic source: the floors no recipe can beat
+        ax.axhline(lim["bayes"], color="k", lw=1, ls=":", label=f"Bayes-optimal given D: {lim['bayes']:.3f}")
+        ax.axhline(lim["entropy"], color="k", lw=1, label=f"true source: {lim['entropy']:.3f}")
     ax.set(xlabel="epoch", ylabel="val loss (nats/token)", xscale="log",
            title=f"{m}: val loss during training (dashed: wd 0.1)")
     ax.legend(fontsize=6, ncol=2)
