@@ -772,7 +772,8 @@ def main(argv=None):
             json.dump(_clean(js), fh, indent=1)
     _atomic(os.path.join(args.out, "fits.json"), dump)
     print(f"wrote {os.path.join(args.out, 'fits.json')} and {', '.join(pngs)}; "
-          f"{len(singles)} runs, {len(ens)} ensemble points, report in {time.time() - t0:.2f} s")
+          f"{len(singles)} single-model points (a run can count under two recipes), {len(ens)} ensemble points, "
+          f"report in {time.time() - t0:.2f} s")
     return 0
 
 

@@ -31,7 +31,7 @@ def main(argv=None):
         if args.tokens < 1 or args.samples < 1:
             raise ConfigError("--tokens and --samples must be >= 1")
         from ensemble import find_members
-        runs = [r for r in args.runs if r.endswith(".pt")] + find_members([r for r in args.runs if not r.endswith(".pt")]) \
+        runs = [r for r in args.runs if r.endswith(".pt")] + find_members([r for r in args.runs if not r.endswith(".pt")], flag="run") \
             if any(not r.endswith(".pt") for r in args.runs) else args.runs
         models, metas = [], []
         for r in runs:

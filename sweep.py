@@ -164,7 +164,8 @@ class Sweep:
             start = {**self.p["std_start"], "wd": STD_WD, **({"lr": lrs[m]["lr"]} if lrs else {})}
             pt, l, cert = self.coordinate_descent(m, start, ["epochs"] if lrs else ["epochs", "lr"], D)
             out[m] = pt
-            print(f"standard  {m} D={D or self.p['D']}: {pt} -> {l:.4f}{'' if cert else ' (no certificate)'}")
+            print(f"standard  {m} D={D or self.p['D']}: {pt} -> {l:.4f}{'' if cert else ' (no certificate)'}"
+                  + (" (dry run: a made-up loss)" if self.dry else ""))
         return out
 
     def stage_regularized(self, models, std, D=None):
@@ -178,7 +179,8 @@ class Sweep:
             for seed in range(1, self.p["seeds"]):          # error bars at the optimum
                 self.run(self.config(m, seed=seed, D=D, **pt))
             out[m] = pt
-            print(f"regularized {m} D={D or self.p['D']}: {pt} -> {l:.4f}{'' if cert else ' (no certificate)'}")
+            print(f"regularized {m} D={D or self.p['D']}: {pt} -> {l:.4f}{'' if cert else ' (no certificate)'}"
+                  + (" (dry run: a made-up loss)" if self.dry else ""))
         return out
 
     def member_settings(self, pt):
@@ -427,7 +429,8 @@ def print_plan(sweep, args):
             f_tok = GPT(config_from_preset(c.model, vocab, c.seq_len)).flops_per_token(c.seq_len)
         t = c.train_tokens * c.epochs / (1 - c.mix_weight)
         tokens, flops = tokens + t, flops + f_tok * t
-    print(f"preset {args.preset}: about {len(sweep.planned)} runs to train, {tokens / 1e6:,.0f}M tokens, "
+    print(f"preset {args.preset}: about {len(sweep.planned)} runs to train on a typical search path (the real path, "
+          f"and so the count, follows the real losses), {tokens / 1e6:,.0f}M tokens, "
           f"{flops:.3g} FLOPs -> ~{flops / (args.tflops * 1e12) / 3600:.1f} h at {args.tflops:g} TFLOP/s "
           f"(+ evaluation and distillation sampling)")
 
@@ -440,11 +443,15 @@ def ensure_dataset(sweep, create=True):
         sweep.dataset = path = os.path.join(sweep.runs_dir, p["dataset"])
         if create and not os.path.exists(os.path.join(path, "meta.json")):
             synthetic.generate(path, **p["source"])
-    elif create and p["prepare"]:
+    elif p["prepare"]:
         try:
             data.load_dataset(sweep.dataset)
         except data.DataError:
-            subprocess.run([sys.executable, "-m", "data.prepare", *p["prepare"]], check=True)
+            if not create:      # dry run: say what the real run will do first
+                print(f"note: {sweep.dataset} is not prepared yet; the sweep will first run "
+                      f"python -m data.prepare {' '.join(p['prepare'])}")
+            else:
+                subprocess.run([sys.executable, "-m", "data.prepare", *p["prepare"]], check=True)
 
 
 def shard_models(models, i, n):
