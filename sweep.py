@@ -86,6 +86,22 @@ STD_WD = 0.1
 # ----------------------------------------------------------------------------
 # One run = one train.py config, cached by name
 
+def grid_neighbours(grids, point):
+    """The points one grid step up and down from `point` on each axis (none past an edge, none on
+    an axis where the point is off the grid)."""
+    for a, grid in grids.items():
+        if point[a] in grid:
+            i = grid.index(point[a])
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(grid):
+                    yield {**point, a: grid[j]}
+
+
+def at_budget(D_run, budget, seq_len):
+    """Whether a run's recorded D is this budget: train.py keeps whole windows of seq_len + 1."""
+    return budget - seq_len - 1 < D_run <= budget
+
+
 class Sweep:
     def __init__(self, preset, name, runs_dir, dry_run=False, dataset=None):
         self.p, self.name, self.runs_dir, self.dry = preset, name, runs_dir, dry_run
@@ -142,18 +158,18 @@ class Sweep:
         for _ in range(self.p["max_moves"]):
             centre = loss(point)
             best, best_loss = point, centre
-            for a in axes:
-                i = grids[a].index(point[a])
-                for j in (i - 1, i + 1):
-                    if 0 <= j < len(grids[a]):
-                        nb = {**point, a: grids[a][j]}
-                        l = loss(nb)
-                        if l < best_loss:
-                            best, best_loss = nb, l
+            for nb in grid_neighbours(grids, point):
+                l = loss(nb)
+                if l < best_loss:
+                    best, best_loss = nb, l
             if best is point:
                 return {**fixed, **point}, centre, True     # certificate: no neighbour is better
             point = best
         return {**fixed, **point}, best_loss, False
+
+    def say(self, stage, m, D, pt, loss, cert):
+        print(f"{stage} {m} D={D or self.p['D']}: {pt} -> {loss:.4f}{'' if cert else ' (no certificate)'}"
+              + (" (dry run: a made-up loss)" if self.dry else ""))
 
     # ------------------------------------------------------------------
     def stage_standard(self, models, D=None, lrs=None):
@@ -164,8 +180,7 @@ class Sweep:
             start = {**self.p["std_start"], "wd": STD_WD, **({"lr": lrs[m]["lr"]} if lrs else {})}
             pt, l, cert = self.coordinate_descent(m, start, ["epochs"] if lrs else ["epochs", "lr"], D)
             out[m] = pt
-            print(f"standard  {m} D={D or self.p['D']}: {pt} -> {l:.4f}{'' if cert else ' (no certificate)'}"
-                  + (" (dry run: a made-up loss)" if self.dry else ""))
+            self.say("standard ", m, D, pt, l, cert)
         return out
 
     def stage_regularized(self, models, std, D=None):
@@ -179,8 +194,7 @@ class Sweep:
             for seed in range(1, self.p["seeds"]):          # error bars at the optimum
                 self.run(self.config(m, seed=seed, D=D, **pt))
             out[m] = pt
-            print(f"regularized {m} D={D or self.p['D']}: {pt} -> {l:.4f}{'' if cert else ' (no certificate)'}"
-                  + (" (dry run: a made-up loss)" if self.dry else ""))
+            self.say("regularized", m, D, pt, l, cert)
         return out
 
     def member_settings(self, pt):
@@ -264,7 +278,7 @@ def collect_points(sweep):
         if s["wd"] == STD_WD:
             rows.append({**s, "recipe": "standard"})
         budgets = [sweep.p["D"]] + (sweep.p["data_budgets"] if sweep.p.get("reg_data_budgets") else [])
-        if any(B - sweep.p["seq_len"] - 1 < s["D"] <= B for B in budgets):   # D is cut to whole windows
+        if any(at_budget(s["D"], B, sweep.p["seq_len"]) for B in budgets):
             rows.append({**s, "recipe": "regularized"})
     return rows
 
@@ -299,7 +313,7 @@ def mean_sd(xs):
 def summary_table(sweep, points, fits):
     """The sweep's key numbers as markdown (results/<preset>/summary.md; the README quotes it)."""
     D, K = sweep.p["D"], sweep.p["K"]
-    main = [r for r in points if D - sweep.p["seq_len"] - 1 < r.get("D", 0) <= D]   # D is cut to whole windows
+    main = [r for r in points if at_budget(r.get("D", 0), D, sweep.p["seq_len"])]
 
     def best(recipe, m):
         """The point the search settled on, as it chose: the lowest seed-0 loss among the recipe's
@@ -314,17 +328,10 @@ def summary_table(sweep, points, fits):
         if not seed0:
             return None, [], ""
         cfg = min(seed0, key=seed0.get)
-        axes = ["epochs", "lr"] + (["wd"] if recipe == "regularized" else [])
-        missing = 0
-        for i, a in enumerate(("epochs", "lr", "wd")):
-            if a not in axes:
-                continue
-            grid = sweep.p[a]
-            j = grid.index(cfg[i]) if cfg[i] in grid else None
-            for k in ((j - 1, j + 1) if j is not None else ()):
-                if 0 <= k < len(grid):
-                    nb = cfg[:i] + (grid[k],) + cfg[i + 1:]
-                    missing += nb not in seed0
+        axes = sweep.p.get("reg_axes", ["epochs", "lr", "wd"]) if recipe == "regularized" else ["epochs", "lr"]
+        point = dict(zip(("epochs", "lr", "wd"), cfg))
+        missing = sum((nb["epochs"], nb["lr"], nb["wd"]) not in seed0
+                      for nb in grid_neighbours({a: sweep.p[a] for a in axes}, point))
         cert = "certified" if missing == 0 else f"no certificate: {missing} neighbours untrained"
         return cfg, [by[cfg][k] for k in sorted(by[cfg])], cert
 

@@ -25,7 +25,8 @@ def test_smoke_sweep_runs_end_to_end_then_resumes_without_retraining(tmp_path):
     assert {"standard", "regularized", "ensemble", "distill", "self-distill"} <= recipes
     assert {p["D"] for p in points if p["recipe"] == "standard"} == {2016, 3040, 4064}   # three data budgets
     assert all(p["wd"] == 0.1 for p in points if p["recipe"] == "standard")
-    assert {p["D"] for p in points if p["recipe"] == "regularized"} == {2016, 3040, 4064}   # searched at each D too
+    assert {p["D"] for p in points if p["recipe"] == "regularized"} == {2016, 3040, 4064}   # searched at each D too:
+    assert {p["D"] for p in points if p["recipe"] == "regularized" and p["wd"] != 0.1} == {2016, 3040, 4064}
     fits = json.load(open(out / "fits.json"))
     assert any(f["axis"] == "K" for f in fits["fits"]) and fits["joint"] and fits["data_laws"]
     summary = (out / "summary.md").read_text()                      # the source's known limits, per D
@@ -45,3 +46,12 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "runs to train" in r.stdout and "FLOPs" in r.stdout
     assert not (tmp_path / "runs").exists()
+
+
+def test_grid_neighbours_step_once_per_axis_and_stop_at_edges_and_off_grid():
+    sys.path.insert(0, REPO)
+    from sweep import grid_neighbours
+    grids = {"epochs": [1, 2, 4], "wd": [0.1, 0.8]}
+    assert list(grid_neighbours(grids, {"epochs": 2, "wd": 0.1})) == [
+        {"epochs": 1, "wd": 0.1}, {"epochs": 4, "wd": 0.1}, {"epochs": 2, "wd": 0.8}]
+    assert list(grid_neighbours(grids, {"epochs": 3, "wd": 0.8})) == [{"epochs": 3, "wd": 0.1}]   # 3 is off the grid
