@@ -52,7 +52,7 @@ import torch.nn.functional as F
 import data
 import train
 from ensemble import find_members
-from model import generate
+from model import ensemble_log_probs, generate
 from train import ConfigError, TrainConfig
 
 CORPUS_TIMES_D = 4     # default corpus size in units of D: "a few times D, reused across passes" (decisions.md)
@@ -218,9 +218,7 @@ def generate_corpus(models, paths, ds, out, n_tokens, seq_len, temperature=1.0, 
 def teacher_log_probs(models, x, temperature=1.0, combine="logits"):
     """The teacher's combined log-distribution, softened by `temperature`, for inputs x (B, T): (B, T, V)."""
     logits = torch.stack([m(x)[0] / temperature for m in models])              # (K, B, T, V)
-    if combine == "logits":
-        return F.log_softmax(logits.mean(0), dim=-1)                            # (B, T, V)
-    return torch.logsumexp(F.log_softmax(logits, dim=-1), 0) - math.log(len(models))
+    return ensemble_log_probs(logits, combine)                                  # (B, T, V)
 
 
 def kd_loss(teachers, alpha=0.5, temperature=1.0, combine="logits"):

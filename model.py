@@ -311,6 +311,19 @@ class GPT(nn.Module):
         return generate([self], idx, max_new_tokens, temperature, top_k, generator)
 
 
+def ensemble_log_probs(logits, rule="logits"):
+    """How an ensemble's members are combined, everywhere in the project (evaluation, sampling,
+    distillation, downstream scoring). logits: (K, ..., V), one slice per member -> (..., V) log-probs.
+      rule "logits": log_softmax(mean_k logits_k)             (the paper's rule)
+      rule "probs":  logsumexp_k log_softmax(logits_k) - log K (average the probabilities)"""
+    logits = logits.float()
+    if rule == "logits":
+        return F.log_softmax(logits.mean(0), dim=-1)
+    if rule == "probs":
+        return torch.logsumexp(F.log_softmax(logits, dim=-1), dim=0) - math.log(logits.size(0))
+    raise ValueError(f"unknown ensemble rule {rule!r}; choose logits or probs")
+
+
 def sample_next(logits, temperature=1.0, top_k=None, generator=None):
     """logits: (B, V) -> next token ids (B, 1). temperature 0 means greedy."""
     if temperature == 0:
@@ -338,12 +351,8 @@ def generate(models, idx, max_new_tokens, temperature=1.0, top_k=None, generator
             caches, pos = [[{} for _ in m.blocks] for m in models], 0
         per_model = [m(fed, kv_cache=c, pos=pos)[0][:, -1, :] for m, c in zip(models, caches)]
         pos += fed.size(1)
-        if combine == "logits":
-            logits = torch.stack(per_model).mean(0)                                # (B, V)
-        else:
-            logp = torch.stack([F.log_softmax(l, -1) for l in per_model])          # (K, B, V)
-            logits = torch.logsumexp(logp, 0) - math.log(len(models))              # (B, V)
-        nxt = sample_next(logits, temperature, top_k, generator)                   # (B, 1)
+        logp = ensemble_log_probs(torch.stack(per_model), combine)                 # (B, V)
+        nxt = sample_next(logp, temperature, top_k, generator)                     # (B, 1)
         idx = torch.cat([idx, nxt], dim=1)
         fed = nxt
     return idx
