@@ -130,6 +130,10 @@ class Sweep:
             if seen != (cfg.dataset, cfg.seq_len, cfg.batch_size):
                 raise SystemExit(f"error: {cfg.out_dir} was trained on {seen[0]} (T={seen[1]}, B={seen[2]}), "
                                  f"not {cfg.dataset}; use another --runs_dir")
+            dtype = str(train.resolve_device(cfg)[1]).replace("torch.", "")
+            if s.get("dtype", "float32") != dtype:     # a sweep never mixes fp32 and bf16 points
+                raise SystemExit(f"error: {cfg.out_dir} was trained in {s.get('dtype', 'float32')}, this "
+                                 f"machine trains in {dtype}; use another --runs_dir (or --dtype to match)")
         elif self.dry:
             self.planned.append(cfg)
             return self.guess(cfg)

@@ -75,8 +75,8 @@ class TrainConfig:
     resume: bool = False          # continue the run in out_dir from its checkpoint
     # hardware
     device: str = "auto"          # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"           # auto (bf16 autocast on CUDA, fp32 on CPU) | float32 | bfloat16
-    compile: str = "auto"         # auto (on for CUDA, off on CPU) | true | false
+    dtype: str = "auto"           # auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32) | float32 | bfloat16
+    compile: str = "auto"         # auto (on for CUDA; on a CPU only for runs >= CPU_COMPILE_MIN_FLOPS) | true | false
 
 
 # Flags that change how a run executes but not what it learns: a run may be resumed with other values.
@@ -219,15 +219,49 @@ def peak_flops(device, dtype):
     return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
 
 
-def resolve_device(cfg, local_rank=0):
+# On a CPU, --dtype auto and --compile auto pick what was measured faster (bench.py reruns it):
+# - bf16 autocast only where oneDNN reports native bf16 (AVX-512 BF16 / AMX). Without it bf16 is
+#   emulated: on a 2-core AMD EPYC VM that reports only AVX2 to torch, a train step of tiny-67k ..
+#   tiny-950k (T 128, batch 8) ran 6-14x SLOWER under bf16 autocast than in fp32.
+# - torch.compile only for runs of at least CPU_COMPILE_MIN_FLOPS training FLOPs. Compiling costs
+#   20-35 s (plus the eval graphs) and, on that CPU at one thread, sped the step up 0.91x / 1.14x /
+#   1.33x at tiny-67k / tiny-240k / tiny-950k: it repays itself only on runs of tens of minutes.
+CPU_COMPILE_MIN_FLOPS = 1e14    # ~40 min of one core at ~0.04 TFLOP/s (eager fp32, tiny-950k)
+
+
+def cpu_has_native_bf16():
+    try:
+        return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_device(cfg, local_rank=0, run_flops=None):
+    """(device, autocast dtype, compile?) from the --device/--dtype/--compile flags. `run_flops` (the
+    run's training FLOPs) lets compile auto decide on a CPU; without it a CPU does not compile."""
     if cfg.device == "auto":
         dev = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     else:
         dev = torch.device(cfg.device)
-    dtype = {"auto": torch.bfloat16 if dev.type == "cuda" else torch.float32,
+    fast_bf16 = dev.type == "cuda" or cpu_has_native_bf16()
+    dtype = {"auto": torch.bfloat16 if fast_bf16 else torch.float32,
              "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.dtype]
-    use_compile = {"auto": dev.type == "cuda", "true": True, "false": False}[cfg.compile]
+    long_run = run_flops is not None and run_flops >= CPU_COMPILE_MIN_FLOPS
+    use_compile = {"auto": dev.type == "cuda" or long_run, "true": True, "false": False}[cfg.compile]
     return dev, dtype, use_compile
+
+
+def code_version():
+    """torch version and the git commit the code ran at ('-dirty' with uncommitted changes), so results
+    record what produced them."""
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=here,
+                                capture_output=True, text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {"torch": torch.__version__, "git": commit}
 
 
 # ----------------------------------------------------------------------------
@@ -433,6 +467,8 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
     optimizer = make_optimizer(model, cfg, device)
     n_params, n_nonembed = model.num_params(), model.num_params(non_embedding=True)
     flops_tok = model.flops_per_token(T)
+    use_compile = resolve_device(cfg, local_rank, run_flops=flops_tok * steps * cfg.batch_size * T)[2]
+    dtype_name = str(dtype).replace("torch.", "")
     peak = peak_flops(device, dtype)
 
     # ---- output folder: never silently overwrite a run; --resume continues one ----
@@ -447,6 +483,10 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
     if cfg.resume and os.path.exists(ckpt_path):
         ckpt = load_checkpoint(ckpt_path, device)
         check_same_config(ckpt["config"], cfg, what="holds a checkpoint trained (--resume)")
+        if ckpt.get("dtype", "float32") != dtype_name:   # never mix fp32 and bf16 steps in one run
+            raise ConfigError(f"{cfg.out_dir} was trained in {ckpt.get('dtype', 'float32')}, this machine "
+                              f"resolves --dtype {cfg.dtype} to {dtype_name}; resume with --dtype "
+                              f"{ckpt.get('dtype', 'float32')} or choose another --out_dir")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng_cpu"].cpu())
@@ -470,7 +510,8 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
     derived = dict(steps=steps, warmup_steps=warmup_steps, grad_accum=accum, micro_batch=micro, world=world,
                    n_seq=n_real, D=n_real * T, N=n_params, N_nonembed=n_nonembed, flops_per_token=flops_tok,
                    decay_budget=decay_budget, resolved_device=str(device),
-                   resolved_dtype=str(dtype).replace("torch.", ""), resolved_compile=use_compile, vocab=ds.meta["vocab_size"], tokenizer=ds.meta["tokenizer"])
+                   resolved_dtype=dtype_name, resolved_compile=use_compile, vocab=ds.meta["vocab_size"],
+                   tokenizer=ds.meta["tokenizer"], **code_version())
     if master:
         atomic_write_json(os.path.join(cfg.out_dir, "config.json"), {**asdict(cfg), **derived})
     say(json.dumps({**asdict(cfg), **derived}))
@@ -563,7 +604,7 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
             n_acc, t_log, tok_log = 0, time.time(), 0
             if master and is_ckpt:
                 save_checkpoint(ckpt_path, raw_model, optimizer, done, cfg,
-                                {"wall_s": elapsed, "history": json.dumps(history)})
+                                {"wall_s": elapsed, "history": json.dumps(history), "dtype": dtype_name})
                 ckpt_step = done
             if is_eval and done == steps:
                 final = rec
@@ -578,7 +619,8 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
         "seq_len": T, "seed": cfg.seed, "data_seed": cfg.data_seed, "steps": steps,
         "val_loss": final["val_loss"], "train_loss": final["train_eval_loss"],
         "decay_budget": decay_budget, "wall_s": wall_before + time.time() - t_start,
-        "hardware": hardware_name(device), "world": world, "val_tokens": int(val_windows[:, 1 + skip:].size),
+        "hardware": hardware_name(device), "dtype": dtype_name, "compile": use_compile,
+        "torch": derived["torch"], "git": derived["git"], "world": world, "val_tokens": int(val_windows[:, 1 + skip:].size),
         "history": history,
     }
     if cfg.mix_data:

@@ -193,3 +193,40 @@ def test_a_finished_run_without_its_checkpoint_is_not_overwritten(tiny_data, tmp
     assert_one_line_error(run_train(*small_flags(tiny_data, out, epochs=2)), "already holds a run")
     assert_one_line_error(run_train(*small_flags(tiny_data, out, epochs=2), "--resume"), "finished run")
     assert (out / "summary.json").read_bytes() == before
+
+
+# ---------------------------------------------------------------------------- dtype and compile on a CPU
+
+def test_cpu_auto_dtype_is_bf16_only_with_native_support_and_compile_only_for_long_runs(monkeypatch):
+    cfg = TrainConfig(device="cpu")
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: False)
+    assert train.resolve_device(cfg)[1] == torch.float32          # emulated bf16 is 6-14x slower
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: True)
+    assert train.resolve_device(cfg)[1] == torch.bfloat16
+    assert train.resolve_device(TrainConfig(device="cpu", dtype="float32"))[1] == torch.float32
+    short, long = train.CPU_COMPILE_MIN_FLOPS / 10, train.CPU_COMPILE_MIN_FLOPS
+    assert train.resolve_device(cfg)[2] is False                    # unknown length: eager
+    assert train.resolve_device(cfg, run_flops=short)[2] is False
+    assert train.resolve_device(cfg, run_flops=long)[2] is True
+    assert train.resolve_device(TrainConfig(device="cpu", compile="false"), run_flops=long)[2] is False
+
+
+def test_a_run_records_dtype_compile_torch_and_commit_and_resume_refuses_another_dtype(tiny_data, tmp_path):
+    out = str(tmp_path / "run")
+    r = run_train(*small_flags(tiny_data, out, epochs=1, dtype="auto"))
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(out, "summary.json")) as f:
+        s = json.load(f)
+    with open(os.path.join(out, "config.json")) as f:
+        c = json.load(f)
+    here = str(train.resolve_device(TrainConfig(device="cpu"))[1]).replace("torch.", "")
+    other = "bfloat16" if here == "float32" else "float32"
+    assert (s["dtype"], s["compile"], s["torch"]) == (here, False, torch.__version__)
+    assert s["git"] == c["git"] and s["git"] != "" and c["resolved_dtype"] == here
+    # the same flags on a machine where --dtype auto resolves otherwise
+    os.remove(os.path.join(out, "summary.json"))                    # killed before the end
+    ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)
+    ckpt["step"], ckpt["dtype"] = 1, other
+    torch.save(ckpt, os.path.join(out, "ckpt.pt"))
+    r = run_train(*small_flags(tiny_data, out, epochs=1, dtype="auto"), "--resume")
+    assert r.returncode == 2 and f"was trained in {other}" in r.stderr and f"--dtype {other}" in r.stderr
