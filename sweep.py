@@ -38,14 +38,21 @@ from train import TrainConfig
 # over-parameterization (params / tokens ~0.5-5) rather than its absolute sizes (section 9).
 
 PRESETS = {
+    # byte-level Shakespeare at D = 256 KiB, designed from probe runs (the miniature issue): here the
+    # model-size effect is 4-13x the seed noise (at 64 KiB it was below it). Sizes 1.7-2.1x apart over
+    # 11x in N; lr fixed at the probes' 3e-3 and narrow grids so the sweep fits ~6 core-hours; seed 0
+    # searches, seeds 1-3 are fresh draws at the searched point and double as ensemble members.
     "mini": dict(
         dataset="shakespeare_byte", prepare=["shakespeare", "--tokenizer", "byte"],
-        D=65_536, data_budgets=[16_384, 32_768], seq_len=128, batch_size=8, val_tokens=131_072,
-        models=["tiny-67k", "tiny-120k", "tiny-240k", "tiny-530k"],
-        epochs=[2, 4, 8, 16, 32], lr=[1e-3, 3e-3, 1e-2], wd=[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8],
-        std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=0.8),
-        seeds=2, K=4, distill_model="tiny-120k", mix_weight=0.5, corpus_mult=2, max_moves=3,
-        reg_axes=["epochs", "lr", "wd"], member_settings=["x1"], reg_data_budgets=True),
+        D=262_144, data_budgets=[65_536, 131_072], seq_len=128, batch_size=8, val_tokens=65_536,
+        std_budgets=[1_048_576], std_budget_models=["tiny-950k"], std_budget_start=dict(epochs=4),
+        models=["tiny-67k", "tiny-120k", "tiny-240k", "tiny-530k", "tiny-950k"],
+        epochs=[4, 8, 16, 32], lr=[3e-3], wd=[0.1, 0.4, 0.8, 1.6, 3.2, 6.4],
+        std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=1.6),
+        std_axes=["epochs"], reg_axes=["epochs", "wd"], max_moves=2, budget_max_moves=1,
+        seeds=4, std_seeds=2, budget_seeds=2, K=4,
+        member_settings=["x1", "shift"], member_probe=["tiny-67k", "tiny-120k"],
+        distill_model="tiny-120k", distill_seeds=2, mix_weight=0.5, corpus_mult=2, reg_data_budgets=True),
     # a generated bigram source (data/synthetic.py) where the limits are known exactly: every report
     # line can sit next to the Bayes-optimal loss for that D and the entropy rate. V = 256 keeps the
     # 256 x 256 table within the tiny models' reach (at V = 1024 they stay ~1 nat above Bayes).
@@ -103,11 +110,25 @@ def at_budget(D_run, budget, seq_len):
 
 
 class Sweep:
-    def __init__(self, preset, name, runs_dir, dry_run=False, dataset=None):
+    """runs_dir holds the run folders (checkpoints; git-ignored). results_dir/runs/ holds a copy of
+    every finished run's summary.json and every ensemble evaluation, written as each one lands, so
+    that committing results_dir keeps them: a point found there is done and never retrained, on any
+    machine, whether or not its run folder still exists."""
+    def __init__(self, preset, name, runs_dir, dry_run=False, dataset=None, results_dir=None):
         self.p, self.name, self.runs_dir, self.dry = preset, name, runs_dir, dry_run
         self.dataset = dataset or preset["dataset"]
+        self.points_dir = os.path.join(results_dir or os.path.join("results", name), "runs")
         self.planned = []         # dry run: configs that would train
         self.t0 = time.time()
+
+    def point_path(self, cfg_or_name):
+        name = cfg_or_name if isinstance(cfg_or_name, str) else os.path.basename(cfg_or_name.out_dir)
+        return os.path.join(self.points_dir, name + ".json")
+
+    def keep(self, name, obj):
+        """Copy a finished run's summary (or an ensemble evaluation) into results_dir/runs/."""
+        os.makedirs(self.points_dir, exist_ok=True)
+        train.atomic_write_json(self.point_path(name), obj)
 
     def config(self, model, epochs, lr, wd, seed=0, D=None, **extra):
         D = D or self.p["D"]
@@ -121,10 +142,13 @@ class Sweep:
                            out_dir=os.path.join(self.runs_dir, name), **extra)
 
     def run(self, cfg, trainer=None):
-        """Train cfg unless finished; return its val loss."""
+        """Train cfg unless finished (a committed point, or a finished run folder); return its val loss."""
         path = os.path.join(cfg.out_dir, "summary.json")
-        if os.path.exists(path):
-            with open(path) as f:
+        if not os.path.exists(self.point_path(cfg)) and os.path.exists(path):
+            with open(path) as f:                      # finished before points were kept: keep it now
+                self.keep(os.path.basename(cfg.out_dir), json.load(f))
+        if os.path.exists(self.point_path(cfg)):
+            with open(self.point_path(cfg)) as f:
                 s = json.load(f)
             seen = (s["dataset"], s["seq_len"], s["batch_size"])
             if seen != (cfg.dataset, cfg.seq_len, cfg.batch_size):
@@ -140,9 +164,19 @@ class Sweep:
         else:
             t = time.time()
             s = trainer(cfg) if trainer else train.train(cfg, quiet=True)
+            self.keep(os.path.basename(cfg.out_dir), s)
             print(f"[{(time.time() - self.t0) / 60:5.1f} min] {os.path.basename(cfg.out_dir)}: "
                   f"val {s['val_loss']:.4f} train {s['train_loss']:.4f} ({time.time() - t:.0f}s)", flush=True)
         return s["val_loss"]
+
+    def ensure_checkpoints(self, cfgs, why):
+        """Stages that read weights (ensemble scoring, distillation) need the run folders: a member
+        whose point is committed but whose folder is gone (a fresh clone) is retrained, deterministically."""
+        for c in cfgs:
+            if not os.path.exists(os.path.join(c.out_dir, "ckpt.pt")) and not self.dry:
+                print(f"{why}: {os.path.basename(c.out_dir)} is done but its checkpoint is not here "
+                      f"({c.out_dir}); retraining it", flush=True)
+                train.train(c, quiet=True)
 
     def guess(self, cfg):
         """Dry run: a made-up but well-behaved loss surface, so the search takes typical paths."""
@@ -159,7 +193,8 @@ class Sweep:
         point = {a: min(grids[a], key=lambda v: abs(math.log((v + 1e-3) / (start[a] + 1e-3)))) for a in axes}
         fixed = {k: v for k, v in start.items() if k not in axes}
         loss = lambda pt: self.run(self.config(model, D=D, **fixed, **pt))
-        for _ in range(self.p["max_moves"]):
+        moves = self.p["max_moves"] if D is None else self.p.get("budget_max_moves", self.p["max_moves"])
+        for _ in range(moves):
             centre = loss(point)
             best, best_loss = point, centre
             for nb in grid_neighbours(grids, point):
@@ -176,27 +211,38 @@ class Sweep:
               + (" (dry run: a made-up loss)" if self.dry else ""))
 
     # ------------------------------------------------------------------
-    def stage_standard(self, models, D=None, lrs=None):
-        """wd fixed at 0.1; search epochs and lr (at a smaller data budget: epochs only, at the lr
-        found at the main budget, to save compute: the data law needs the best loss per D)."""
+    def fresh_seeds(self, m, pt, n, D=None):
+        """Seeds 1 .. n-1 at the searched point: fresh draws, reported apart from the search's seed 0
+        (which won a comparison of near-ties and so sits low by selection)."""
+        for seed in range(1, n):
+            self.run(self.config(m, seed=seed, D=D, **pt))
+
+    def stage_standard(self, models, D=None, lrs=None, start=None, seeds=None):
+        """wd fixed at 0.1; search epochs and lr (std_axes; at another data budget: epochs only, at the
+        lr found at the main budget, to save compute: the data law needs the best loss per D)."""
         out = {}
+        if seeds is None:
+            seeds = self.p.get("std_seeds", 1) if D is None else self.p.get("budget_seeds", 1)
         for m in models:
-            start = {**self.p["std_start"], "wd": STD_WD, **({"lr": lrs[m]["lr"]} if lrs else {})}
-            pt, l, cert = self.coordinate_descent(m, start, ["epochs"] if lrs else ["epochs", "lr"], D)
+            begin = {**self.p["std_start"], **(start or {}), "wd": STD_WD,
+                     **({"lr": lrs[m]["lr"]} if lrs and m in lrs else {})}
+            axes = ["epochs"] if lrs else self.p.get("std_axes", ["epochs", "lr"])
+            pt, l, cert = self.coordinate_descent(m, begin, axes, D)
+            self.fresh_seeds(m, pt, seeds, D)
             out[m] = pt
             self.say("standard ", m, D, pt, l, cert)
         return out
 
     def stage_regularized(self, models, std, D=None):
-        """Search (epochs, lr, wd) from the standard optimum's epochs and lr; a preset may fix lr at
-        the standard optimum (reg_axes) to save compute."""
+        """Search (epochs, lr, wd) from the standard optimum's epochs and lr; a preset may search fewer
+        axes (reg_axes) to save compute. Then fresh seeds at the optimum (error bars, and the members of
+        the unshifted ensemble)."""
         out = {}
         axes = self.p.get("reg_axes", ["epochs", "lr", "wd"])
         for m in models:
             start = dict(self.p["reg_start"], **{k: std[m][k] for k in ("epochs", "lr") if m in std})
             pt, l, cert = self.coordinate_descent(m, start, axes, D)
-            for seed in range(1, self.p["seeds"]):          # error bars at the optimum
-                self.run(self.config(m, seed=seed, D=D, **pt))
+            self.fresh_seeds(m, pt, self.p["seeds"] if D is None else self.p.get("budget_seeds", self.p["seeds"]), D)
             out[m] = pt
             self.say("regularized", m, D, pt, l, cert)
         return out
@@ -208,28 +254,78 @@ class Sweep:
         return {k: v for k, v in {"x1": pt, "shift": shifted}.items()
                 if k in self.p.get("member_settings", ["x1", "shift"])}
 
-    def stage_ensembles(self, models, reg):
+    def ensemble(self, m, pt):
+        """Train (or find) K members at pt and score them; returns ensemble.json's dict (None in a
+        dry run). Member i = seed i: members 1.. are the regularized point's fresh seeds when pt is it."""
+        cfgs = [self.config(m, seed=i, **pt) for i in range(self.p["K"])]
+        for c in cfgs:
+            self.run(c)
+        name = f"ensemble_{os.path.basename(cfgs[0].out_dir)}"      # named after member 0's config
+        if os.path.exists(self.point_path(name)):
+            with open(self.point_path(name)) as f:
+                return json.load(f)
+        if self.dry:
+            return None
         import ensemble
+        self.ensure_checkpoints(cfgs, f"ensemble {m}")
+        res = ensemble.evaluate_ensemble([c.out_dir for c in cfgs], combine="both", quiet=True,
+                                         out=os.path.join(self.runs_dir, name + ".json"))
+        self.keep(name, res)
+        return res
+
+    @staticmethod
+    def k_asymptote(res):
+        """An ensemble's K -> inf loss: the fitted E of its subset-averaged curve, or its largest-K loss
+        where the fit fails."""
+        import fit
+        K = sorted(int(k) for k in res["losses"])
+        try:
+            f = fit.fit_power_law(K, [res["losses"][str(k)] for k in K], n_boot=0, loo=False)
+            return f.E if math.isfinite(f.E) else res["losses"][str(K[-1])]
+        except ValueError:
+            return res["losses"][str(K[-1])]
+
+    def stage_ensembles(self, models, reg):
+        """Ensembles per N. decisions.md: members at the paper's shift (2x epochs, 1/2 wd) unless
+        measurement says otherwise; with member_probe, both settings are measured at those sizes and
+        the unshifted point is used elsewhere only if it had the lower K -> inf asymptote at every one."""
+        probe = [m for m in self.p.get("member_probe", []) if m in reg]
+        settings = self.p.get("member_settings", ["x1", "shift"])
+        choice = None
+        if probe and len(settings) == 2:
+            wins = []
+            for m in probe:
+                E = {tag: self.k_asymptote(r) for tag, pt in self.member_settings(reg[m]).items()
+                     if (r := self.ensemble(m, pt)) is not None}
+                if len(E) == 2:
+                    wins.append(E["x1"] < E["shift"])
+                    print(f"member setting at {m}: K -> inf loss {E['x1']:.4f} unshifted, {E['shift']:.4f} "
+                          f"shifted (2x epochs, wd / 2)", flush=True)
+            if len(wins) == len(probe):
+                choice = "x1" if all(wins) else "shift"
+                print(f"members elsewhere: {'unshifted' if choice == 'x1' else 'shifted'} (measured at {', '.join(probe)})")
+            elif self.dry:
+                choice = "shift"
+                print("dry run: the member setting follows the probe's real losses; planned as shifted "
+                      "(the costlier case)")
+            else:
+                print("member setting undecided: the probe sizes are in another shard; rerun when it is done")
         best = {}
         for m in models:
             for tag, pt in self.member_settings(reg[m]).items():
-                cfgs = [self.config(m, seed=i, **pt) for i in range(self.p["K"])]
-                for c in cfgs:
-                    self.run(c)
-                # named after member 0's config: the evaluation of these very members
-                path = os.path.join(self.runs_dir, f"ensemble_{os.path.basename(cfgs[0].out_dir)}.json")
-                if os.path.exists(path) and all(os.path.exists(os.path.join(c.out_dir, "summary.json")) for c in cfgs):
-                    with open(path) as f:
-                        res = json.load(f)
-                elif self.dry:
+                if m not in probe and choice is not None and tag != choice:
                     continue
-                else:
-                    res = ensemble.evaluate_ensemble([c.out_dir for c in cfgs], combine="both", quiet=True, out=path)
-                L = res["losses"]
-                print(f"ensemble  {m} {tag} {pt}: k=1..{self.p['K']} "
-                      + " ".join(f"{L[str(k)]:.4f}" for k in range(1, self.p["K"] + 1)))
-                if m not in best or L[str(self.p["K"])] < best[m][1][str(self.p["K"])]:
-                    best[m] = ([c.out_dir for c in cfgs], L, pt)
+                if probe and m not in probe and choice is None:     # undecided: wait for the probe
+                    continue
+                res = self.ensemble(m, pt)
+                if res is None:
+                    continue
+                L, K = res["losses"], self.p["K"]
+                print(f"ensemble  {m} {tag} {pt}: k=1..{K} (mean over k-subsets) "
+                      + " ".join(f"{L[str(k)]:.4f}" for k in range(1, K + 1)), flush=True)
+                members = [self.config(m, seed=i, **pt) for i in range(K)]
+                if m not in best or self.k_asymptote(res) < self.k_asymptote(best[m][1]):
+                    best[m] = (members, res, pt)
         return best
 
     def stage_distill(self, reg, ens):
@@ -243,13 +339,17 @@ class Sweep:
         members, _, _ = ens[m]
         for tag, teacher, recipe in (("ens", members, "distill"), ("self", members[:1], "self-distill")):
             # named after the teacher's config: a corpus is reused only for the same teacher
-            corpus = os.path.abspath(os.path.join(self.runs_dir, "corpus_" + os.path.basename(members[0]) + f"_{tag}"))
-            for seed in range(self.p["seeds"]):
+            corpus = os.path.abspath(os.path.join(self.runs_dir, "corpus_" + os.path.basename(members[0].out_dir) + f"_{tag}"))
+            for seed in range(self.p.get("distill_seeds", self.p["seeds"])):
                 cfg = self.config(m, seed=seed, **reg[m], mix_weight=self.p["mix_weight"], recipe=recipe,
                                   tag=f"{tag}distill", mix_data=corpus)
-                self.run(cfg, trainer=lambda c: distill.distill(
-                    c, teacher, mode="seq", corpus=corpus, corpus_tokens=self.p["corpus_mult"] * self.p["D"],
-                    corpus_seed=0, quiet=True))
+
+                def trainer(c, teacher=teacher, corpus=corpus):
+                    self.ensure_checkpoints(teacher, f"distillation teacher for {os.path.basename(c.out_dir)}")
+                    return distill.distill(c, [t.out_dir for t in teacher], mode="seq", corpus=corpus,
+                                           corpus_tokens=self.p["corpus_mult"] * self.p["D"], corpus_seed=0,
+                                           quiet=True)
+                self.run(cfg, trainer=trainer)
 
 
 # ----------------------------------------------------------------------------
@@ -262,16 +362,16 @@ def collect_points(sweep):
     own label, and one "ensemble" row per ensemble evaluation. Read from disk, so the report is the
     same whether the sweep ran in one process, in shards, or across sessions."""
     rows = []
-    for name in sorted(os.listdir(sweep.runs_dir)):
-        path = os.path.join(sweep.runs_dir, name)
-        if name.startswith("ensemble_") and name.endswith(".json"):
-            with open(path) as f:
-                rows.append({**json.load(f), "recipe": "ensemble"})
+    names = sorted(os.listdir(sweep.points_dir)) if os.path.isdir(sweep.points_dir) else []
+    for name in names:
+        path = os.path.join(sweep.points_dir, name)
+        if not name.endswith(".json"):
             continue
-        if not os.path.exists(os.path.join(path, "summary.json")):
-            continue
-        with open(os.path.join(path, "summary.json")) as f:
+        with open(path) as f:
             s = json.load(f)
+        if name.startswith("ensemble_"):
+            rows.append({**s, "recipe": "ensemble"})
+            continue
         if s["dataset"] != sweep.dataset:
             continue
         s = {k: v for k, v in s.items() if k != "history"}
@@ -291,7 +391,7 @@ def write_report(sweep, out):
     import fit
     points = collect_points(sweep)
     if not points:
-        raise SystemExit(f"error: no finished runs in {sweep.runs_dir}; run the sweep first")
+        raise SystemExit(f"error: no finished runs in {sweep.points_dir}; run the sweep first")
     os.makedirs(out, exist_ok=True)
     pts = os.path.join(out, "points.jsonl")
     with open(pts + ".tmp", "w") as f:
@@ -314,6 +414,11 @@ def mean_sd(xs):
     return f"{xs.mean():.3f}{sd} (n={len(xs)})"
 
 
+def fresh(losses, seed0):
+    """'mean ± sd (n) of the fresh seeds; seed 0: x' (only seed 0 where no fresh seed was trained)."""
+    return f"{mean_sd(losses)}; seed 0: {seed0:.3f}" if losses else f"{seed0:.3f} (seed 0 only)"
+
+
 def summary_table(sweep, points, fits):
     """The sweep's key numbers as markdown (results/<preset>/summary.md; the README quotes it)."""
     D, K = sweep.p["D"], sweep.p["K"]
@@ -330,19 +435,22 @@ def summary_table(sweep, points, fits):
                 by.setdefault((r["epochs"], r["lr"], r["wd"]), {})[r["seed"]] = r["val_loss"]
         seed0 = {c: v[0] for c, v in by.items() if 0 in v}
         if not seed0:
-            return None, [], ""
+            return None, [], "", None
         cfg = min(seed0, key=seed0.get)
-        axes = sweep.p.get("reg_axes", ["epochs", "lr", "wd"]) if recipe == "regularized" else ["epochs", "lr"]
+        axes = (sweep.p.get("reg_axes", ["epochs", "lr", "wd"]) if recipe == "regularized"
+                else sweep.p.get("std_axes", ["epochs", "lr"]))
         point = dict(zip(("epochs", "lr", "wd"), cfg))
         missing = sum((nb["epochs"], nb["lr"], nb["wd"]) not in seed0
                       for nb in grid_neighbours({a: sweep.p[a] for a in axes}, point))
         cert = "certified" if missing == 0 else f"no certificate: {missing} neighbours untrained"
-        return cfg, [by[cfg][k] for k in sorted(by[cfg])], cert
+        return cfg, [by[cfg][k] for k in sorted(by[cfg]) if k != 0], cert, seed0[cfg]
 
     lines = [f"# {sweep.name}: D = {D:,} tokens of {sweep.dataset}, T = {sweep.p['seq_len']}, "
              f"batch {sweep.p['batch_size']}\n",
-             "The searched point per recipe is the lowest seed-0 loss (as the search chooses); its "
-             "loss is the mean ± sd over every seed trained there (extra seeds and ensemble members).\n",
+             "The searched point per recipe is the lowest seed-0 loss (as the search chooses); it is "
+             "reported as the mean ± sd of the fresh seeds trained there (seeds 1.., which are also the "
+             "unshifted ensemble's members), with the search's own seed-0 loss after it: that one won a "
+             "comparison of near-ties and sits low by selection.\n",
              f"| model | N | standard: best (epochs, lr) -> val | regularized: best (epochs, lr, wd) -> val "
              f"| ensemble k=1..{K} (logit rule) | k={K} prob rule |", "|---|---|---|---|---|---|"]
     ens = {}   # per model, the member setting whose largest ensemble is best
@@ -352,14 +460,14 @@ def summary_table(sweep, points, fits):
             if o is None or r["losses"][str(r["K"])] < o["losses"][str(o["K"])]:
                 ens[r["model"]] = r
     for m in sweep.p["models"]:
-        (sc, sl, scert), (rc, rl, rcert) = best("standard", m), best("regularized", m)
-        if not sl:
+        (sc, sl, scert, s0), (rc, rl, rcert, r0) = best("standard", m), best("regularized", m)
+        if sc is None or rc is None:
             continue
         N = next(r["N"] for r in main if r.get("model") == m)
         e = ens.get(m)
         el = " / ".join(f"{e['losses'][str(k)]:.3f}" for k in range(1, e["K"] + 1)) if e else "-"
         ep = f"{e['losses_probs'][str(e['K'])]:.3f}" if e and "losses_probs" in e else "-"
-        lines.append(f"| {m} | {N:,} | {sc[:2]} -> {mean_sd(sl)}, {scert} | {rc} -> {mean_sd(rl)}, {rcert} | {el} | {ep} |")
+        lines.append(f"| {m} | {N:,} | {sc[:2]} -> {fresh(sl, s0)}, {scert} | {rc} -> {fresh(rl, r0)}, {rcert} | {el} | {ep} |")
     lines += ["", "| fit | x | E (asymptote) | 90% interval | identified | note |", "|---|---|---|---|---|---|"]
     for f in fits["fits"] + fits["data_laws"]:
         x = f["axis"] if "N" not in f or f["N"] is None or f["axis"] != "K" else f"K at N={f['N'] * 1e9:,.0f}"
@@ -384,10 +492,11 @@ def summary_table(sweep, points, fits):
             lines.append(f"| {e['recipe'].split(' [')[0]} | {e['D'] * 1e9:,.0f} | {e['loss']:.3f} | {e['of']} | "
                          f"{e['baseline_loss']:.3f} | {mult} | {e['warning'] or ''} |")
     m = sweep.p["distill_model"]
-    rc, single, _ = best("regularized", m)   # students trained at the regularized point, as the sweep does
+    rc, single, _, r0 = best("regularized", m)   # students trained at the regularized point, as the sweep does
+    single = single or ([r0] if r0 is not None else [])
     stud = {rec: [r["val_loss"] for r in points if r["recipe"] == rec and r.get("model") == m
                   and (r["epochs"], r["lr"], r["wd"]) == rc] for rec in ("distill", "self-distill")}
-    if m in ens and stud["distill"]:
+    if m in ens and stud["distill"] and single:
         L1, LK = np.mean(single), ens[m]["losses"][str(ens[m]["K"])]
         lines += ["", f"Distillation at {m}: teacher = the {ens[m]['K']}-member ensemble ({LK:.3f}); "
                       f"same-size regularized single model {mean_sd(single)}; "
@@ -410,7 +519,7 @@ def learning_curves(sweep, points, out):
             runs[(r["wd"], r["epochs"], r["lr"])] = r["run"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (wd, ep, lr), run in sorted(runs.items()):
-        with open(os.path.join(run, "summary.json")) as f:
+        with open(run) as f:
             h = json.load(f)["history"]
         ax.plot([p["epoch"] for p in h], [p["val_loss"] for p in h], marker="o", ms=3, alpha=0.8,
                 ls="--" if wd == STD_WD else "-", label=f"wd {wd:g} ep {ep:g} lr {lr:g}")
@@ -427,23 +536,59 @@ def learning_curves(sweep, points, out):
     plt.close(fig)
 
 
+def step_seconds(model, vocab, p, steps=4):
+    """Measured seconds per training step of `model` at the preset's shape on this machine (eager, the
+    dtype train.py resolves here), the number the dry run's ETA is built on."""
+    import torch
+    from model import GPT, config_from_preset
+    cfg = TrainConfig(model=model, device="cpu")
+    device, dtype, _ = train.resolve_device(cfg)
+    torch.manual_seed(0)
+    net = GPT(config_from_preset(model, vocab, p["seq_len"]))
+    opt = train.make_optimizer(net, cfg, device)
+    x = torch.randint(0, vocab, (p["batch_size"], p["seq_len"] + 1))
+    batch = lambda: [(x[:, :-1], x[:, 1:])]
+    train.train_step(net, net, opt, batch(), 1e-3, 1.0, 1, device, dtype)          # warm up
+    t = time.time()
+    for _ in range(steps):
+        train.train_step(net, net, opt, batch(), 1e-3, 1.0, 1, device, dtype)
+    return (time.time() - t) / steps
+
+
 def print_plan(sweep, args):
     """Dry run: the runs the search would train if every loss came out as a smooth made-up surface
-    (the real path depends on the losses), their training tokens and FLOPs, and an ETA."""
+    (the real path depends on the losses), their training tokens and FLOPs, and an ETA from training
+    steps of each model timed here (evaluation counted as forward passes at 1/3 of a step per token)."""
     from model import GPT, config_from_preset
     import torch
     vocab = (sweep.p["source"]["V"] + 1 if "source" in sweep.p
              else {"dclm_llama3": 128_256, "shakespeare_byte": 257}.get(sweep.dataset, 1025))
     flops = tokens = 0
+    per_tok, secs, by_model = {}, 0.0, {}
+    measure = sweep.p["seq_len"] <= 1024 and not args.no_timing
     for c in sweep.planned:
         with torch.device("meta"):
             f_tok = GPT(config_from_preset(c.model, vocab, c.seq_len)).flops_per_token(c.seq_len)
         t = c.train_tokens * c.epochs / (1 - c.mix_weight)
         tokens, flops = tokens + t, flops + f_tok * t
+        if measure:
+            if c.model not in per_tok:
+                per_tok[c.model] = step_seconds(c.model, vocab, sweep.p) / (c.batch_size * c.seq_len)
+            evals = c.evals * c.val_tokens + min(c.val_tokens, c.train_tokens)       # + the final train eval
+            run_s = per_tok[c.model] * (t + evals / 3)
+            secs += run_s
+            by_model[c.model] = by_model.get(c.model, (0, 0.0))
+            by_model[c.model] = (by_model[c.model][0] + 1, by_model[c.model][1] + run_s)
     print(f"preset {args.preset}: about {len(sweep.planned)} runs to train on a typical search path (the real path, "
           f"and so the count, follows the real losses), {tokens / 1e6:,.0f}M tokens, "
           f"{flops:.3g} FLOPs -> ~{flops / (args.tflops * 1e12) / 3600:.1f} h at {args.tflops:g} TFLOP/s "
           f"(+ evaluation and distillation sampling)")
+    if measure:
+        import torch
+        print(f"timed here ({train.hardware_name(torch.device('cpu'))}): ~{secs / 3600:.1f} core-hours of "
+              f"training and evaluation at {torch.get_num_threads()} thread(s)")
+        for m, (n, sec) in sorted(by_model.items(), key=lambda kv: -kv[1][1]):
+            print(f"  {m}: {n} runs, {sec / 60:.0f} min ({per_tok[m] * 1e6:.1f} us/token)")
 
 
 def ensure_dataset(sweep, create=True):
@@ -486,13 +631,15 @@ def main(argv=None):
     ap.add_argument("--dry_run", action="store_true", help="print the plan: runs, tokens, FLOPs, ETA")
     ap.add_argument("--report_only", action="store_true", help="fit the finished runs, train nothing")
     ap.add_argument("--shard", default="0/1", help="i/n: this process trains model sizes i, i+n, ...")
+    ap.add_argument("--no_timing", action="store_true", help="dry run: skip timing the models here")
     ap.add_argument("--tflops", type=float, default=0.1,
                     help="dry run: sustained TFLOP/s for the ETA (0.1 ~ 2 CPU cores in fp32, per bench.py; "
                          "~400 for an H100 at 40%% MFU)")
     args = ap.parse_args(argv)
     p = PRESETS[args.preset]
     sweep = Sweep(p, args.preset, args.runs_dir or os.path.join("runs", args.preset),
-                  dry_run=args.dry_run or args.report_only, dataset=args.dataset)
+                  dry_run=args.dry_run or args.report_only, dataset=args.dataset,
+                  results_dir=args.out or os.path.join("results", args.preset))
     try:
         i, n = map(int, args.shard.split("/"))
         assert 0 <= i < n
@@ -503,15 +650,19 @@ def main(argv=None):
         ensure_dataset(sweep, create=False)
         return write_report(sweep, args.out or os.path.join("results", args.preset))
     ensure_dataset(sweep, create=not sweep.dry)
+    # the main budget first (every finding there), then the other budgets for the data laws
     std = sweep.stage_standard(models)
-    std_at = {D: sweep.stage_standard(models, D, lrs=std) for D in p["data_budgets"]}
     reg = sweep.stage_regularized(models, std)
-    if p.get("reg_data_budgets"):       # the paper's data scaling of the regularized recipe too (section 7)
-        for D in p["data_budgets"]:
-            sweep.stage_regularized(models, std_at[D], D)
     ens = sweep.stage_ensembles(models, reg)
     if p["distill_model"] in models:
         sweep.stage_distill(reg, ens)
+    std_at = {D: sweep.stage_standard(models, D, lrs=std) for D in p["data_budgets"]}
+    if p.get("reg_data_budgets"):       # the paper's data scaling of the regularized recipe too (section 7)
+        for D in p["data_budgets"]:
+            sweep.stage_regularized(models, std_at[D], D)
+    for D in p.get("std_budgets", []):  # larger budgets for the standard recipe only: so the data
+        big = [m for m in models if m in p.get("std_budget_models", models)]   # efficiency is interpolated
+        sweep.stage_standard(big, D, lrs=std, start=p.get("std_budget_start"), seeds=1)
     if args.dry_run:
         print_plan(sweep, args)
         return

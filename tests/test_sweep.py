@@ -2,6 +2,8 @@
 and never trains the same config twice."""
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -38,6 +40,16 @@ def test_smoke_sweep_runs_end_to_end_then_resumes_without_retraining(tmp_path):
     assert "val " not in again.stdout.split("standard")[0]            # no run line: nothing retrained
     assert {n: os.path.getmtime(runs / n / "summary.json") for n in trained} == stamps
     assert sorted(p.name for p in runs.iterdir() if (p / "summary.json").exists()) == trained
+    assert [json.loads(line) for line in open(out / "points.jsonl")] == points
+    # every finished run and ensemble evaluation was kept in the report folder as it landed: with the
+    # run folders gone (a fresh clone of committed results) nothing is retrained either
+    kept = sorted(p.name for p in (out / "runs").iterdir())
+    assert len(kept) == len(trained) + len([p for p in points if p["recipe"] == "ensemble"])
+    shutil.rmtree(runs)
+    third = sweep("--runs_dir", str(runs), "--out", str(out))
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "retraining" not in third.stdout and not re.search(r"min\] \S+: val ", third.stdout)
+    assert not [p for p in runs.iterdir() if (p / "summary.json").exists()]
     assert [json.loads(line) for line in open(out / "points.jsonl")] == points
 
 
