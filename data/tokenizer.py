@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from .dataset import DataError, shared_dir
+from .format import DataError, shared_dir
 
 EOT_TEXT = "\n<|eot|>\n"
 
