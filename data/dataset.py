@@ -41,6 +41,9 @@ def load_dataset(spec="synthetic", root=DATA_ROOT):
         raise DataError(f"{path} is not a dataset: it needs meta.json, train.bin and val.bin "
                         f"(made by python -m data.prepare) or llm.c shards named *train*.bin "
                         f"and *val*.bin")
+    if os.path.isdir(path + ".partial"):
+        raise DataError(f"{path} is still being prepared (or was interrupted): its shards so far "
+                        f"are in {path}.partial; rerun the same prepare command to finish it")
     raise DataError(f"no dataset {spec!r} (looked for {path}); {_how_to_create(spec)}")
 
 

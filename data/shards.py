@@ -111,12 +111,17 @@ class TokenStream:
         n = len(self)
         if pos.size and (pos.min() < -n or pos.max() >= n):
             raise IndexError(f"token position out of range 0..{n - 1}")
-        pos = np.where(pos < 0, pos + n, pos)
+        if pos.size and pos.min() < 0:
+            pos = np.where(pos < 0, pos + n, pos)
         which = np.searchsorted(self.starts, pos, side="right") - 1  # the part holding each one
+        lo, hi = (int(which.min()), int(which.max())) if pos.size else (0, 0)
+        if lo == hi:  # all in one shard (a small batch often is): no masks
+            return self.parts[lo][pos - self.starts[lo]] if pos.size else np.zeros(pos.shape, self.dtype)
         out = np.empty(pos.shape, dtype=self.dtype)
-        for i in np.unique(which):  # a batch of windows touches a few shards, usually one
+        for i in range(lo, hi + 1):
             sel = which == i
-            out[sel] = self.parts[i][pos[sel] - self.starts[i]]
+            if sel.any():
+                out[sel] = self.parts[i][pos[sel] - self.starts[i]]
         return out
 
     def __array__(self, dtype=None, copy=None):
