@@ -106,23 +106,31 @@ class TokenStream:
         return self.gather(np.asarray(key))
 
     def gather(self, pos):
-        """Tokens at the int array `pos` (any shape), from whichever shards hold them."""
-        pos = pos.astype(np.int64, copy=False)
+        """Tokens at the int array `pos` (any shape), from whichever shards hold them. Rows (the
+        last axis: a window) that lie inside one shard are gathered from it in one go; only rows
+        that cross a shard boundary are split position by position."""
+        pos = np.asarray(pos, dtype=np.int64)
         n = len(self)
         if pos.size and (pos.min() < -n or pos.max() >= n):
             raise IndexError(f"token position out of range 0..{n - 1}")
         if pos.size and pos.min() < 0:
             pos = np.where(pos < 0, pos + n, pos)
-        which = np.searchsorted(self.starts, pos, side="right") - 1  # the part holding each one
-        lo, hi = (int(which.min()), int(which.max())) if pos.size else (0, 0)
-        if lo == hi:  # all in one shard (a small batch often is): no masks
-            return self.parts[lo][pos - self.starts[lo]] if pos.size else np.zeros(pos.shape, self.dtype)
-        out = np.empty(pos.shape, dtype=self.dtype)
-        for i in range(lo, hi + 1):
-            sel = which == i
-            if sel.any():
-                out[sel] = self.parts[i][pos[sel] - self.starts[i]]
-        return out
+        rows = pos.reshape(-1, pos.shape[-1] if pos.ndim else 1)
+        out = np.empty(rows.shape, dtype=self.dtype)
+        if rows.size == 0:
+            return out.reshape(pos.shape)
+        part_of = lambda p: np.searchsorted(self.starts, p, side="right") - 1  # noqa: E731
+        first, last = part_of(rows.min(axis=1)), part_of(rows.max(axis=1))
+        inside = first == last
+        for i in np.unique(first[inside]):
+            r = np.flatnonzero(inside & (first == i))
+            out[r] = self.parts[i][rows[r] - self.starts[i]]
+        for r in np.flatnonzero(~inside):  # a window across a boundary: a few per epoch
+            which = part_of(rows[r])
+            for i in np.unique(which):
+                sel = which == i
+                out[r, sel] = self.parts[i][rows[r, sel] - self.starts[i]]
+        return out.reshape(pos.shape)
 
     def __array__(self, dtype=None, copy=None):
         out = np.concatenate(self.parts) if self.parts else np.zeros(0, self.dtype)

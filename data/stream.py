@@ -241,7 +241,9 @@ def prepare_stream(input, tok, out, tok_meta, shard_tokens=SHARD_TOKENS, val_fra
         raise DataError(f"--val_fraction {val_fraction} must be in [0, 1)")
     out = os.path.abspath(out)
     files = input_files(input)
-    settings = {**tok_meta, "vocab_size": tok.vocab_size, "eot_token": tok.eot,
+    # what the tokens depend on (the tokenizer file by its hash, not by where it lies)
+    settings = {**{k: v for k, v in tok_meta.items() if k != "tokenizer_file"},
+                "vocab_size": tok.vocab_size, "eot_token": tok.eot,
                 "input_files": len(files), "input_fingerprint": _fingerprint(input, files),
                 "shard_tokens": shard_tokens, "val_fraction": val_fraction,
                 "val_tokens_max": val_tokens, "max_tokens": max_tokens, "seed": seed}
