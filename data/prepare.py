@@ -252,7 +252,8 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="dataset folder (default data/<input>_<tokenizer>)")
     ap.add_argument("--val_fraction", type=float, default=0.1,
                     help="share of tokens held out (folder: whole files; file: the tail; "
-                         "shakespeare uses its fixed list of plays instead)")
+                         "shakespeare uses its fixed list of plays instead; streaming: the share "
+                         "of documents, by a hash of their text, until --val_tokens)")
     ap.add_argument("--val_docs", default=None, help="comma-separated document names for val")
     ap.add_argument("--seed", type=int, default=0, help="picks the random val documents")
     ap.add_argument("--source", default=None, help="shakespeare.txt, if not under $ICGPT_SHARED")
