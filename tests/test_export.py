@@ -15,8 +15,12 @@ import train
 from model import GPT, GPTConfig
 from train import TrainConfig
 
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("safetensors")
+try:    # test-only dependency (requirements-test.txt): the tests that compare against it skip without it
+    import safetensors  # noqa: F401
+    import transformers
+except ImportError:
+    transformers = None
+needs_hf = pytest.mark.skipif(transformers is None, reason="needs transformers and safetensors (requirements-test.txt)")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,6 +54,7 @@ def fake_run(tmp_path, cfg, tokenizer="byte", name="run"):
     return out, model
 
 
+@needs_hf
 @pytest.mark.parametrize("cfg", [PLAIN, GQA], ids=["plain", "gqa"])
 def test_exported_run_loads_in_transformers_with_the_same_logits_and_greedy_text(tmp_path, cfg):
     run, ours = fake_run(tmp_path, cfg)
@@ -75,6 +80,7 @@ def test_exported_run_loads_in_transformers_with_the_same_logits_and_greedy_text
     assert gen["bos_token_id"] == gen["eos_token_id"] == cfg.vocab_size - 1
 
 
+@needs_hf
 def test_an_ensemble_folder_exports_each_member(tmp_path):
     ens = tmp_path / "ens"
     os.makedirs(ens)
@@ -86,6 +92,7 @@ def test_an_ensemble_folder_exports_each_member(tmp_path):
     assert "openai-community/gpt2" in (tmp_path / "hf" / "member_1" / "README.md").read_text()
 
 
+@needs_hf
 def test_export_refuses_to_overwrite(tmp_path):
     run, _ = fake_run(tmp_path, PLAIN)
     os.makedirs(tmp_path / "hf")
@@ -131,6 +138,7 @@ def tiny_llama(tmp_path, vocab=65, **kw):
     return hf
 
 
+@needs_hf
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
 def test_init_from_an_hf_folder_matches_that_models_logits_and_loss(tiny_data, tmp_path, tied):
     hf = tiny_llama(tmp_path, tie_word_embeddings=tied)
@@ -151,6 +159,7 @@ def test_init_from_an_hf_folder_matches_that_models_logits_and_loss(tiny_data, t
     assert s["model"] == "custom" and s["val_loss"] == pytest.approx(ref.item(), abs=1e-5)
 
 
+@needs_hf
 @pytest.mark.parametrize("kw,word", [
     (dict(rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                         "original_max_position_embeddings": 32}), "llama3"),
@@ -165,6 +174,7 @@ def test_hf_variants_the_model_does_not_compute_are_refused(tiny_data, tmp_path,
     assert not (tmp_path / "x").exists()
 
 
+@needs_hf
 def test_a_source_with_another_vocabulary_is_refused_in_one_line(tiny_data, tmp_path):
     tiny_llama(tmp_path, vocab=80)
     r = subprocess.run([sys.executable, "train.py", f"--dataset={tiny_data}", f"--out_dir={tmp_path / 'x'}",
