@@ -86,6 +86,18 @@ PRESETS = {
         std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=16, lr=3e-3, wd=0.8),
         seeds=1, K=5, distill_model="300m", mix_weight=0.75, corpus_mult=4, max_moves=10,
         reg_data_budgets=True),
+    # continued pre-training in miniature (the paper's section 1 CPT result, stage_cpt): a base model
+    # pretrained on one generated source, then continued on another (different tables: a real domain
+    # shift, and both limits exact): (a) the default recipe, one pass at wd 0.1, at D and 2-8x D (its data
+    # law) against (b) the paper's: D epoched with tuned wd, and an ensemble of K continued members.
+    "cpt": dict(
+        dataset="data_cpt_domain", prepare=None,
+        source=dict(V=256, k=1, s=16, alpha=0.3, n_train=524_288, n_val=32_768, seed=11),
+        base_source=dict(V=256, k=1, s=16, alpha=0.3, n_train=1_048_576, n_val=32_768, seed=7),
+        base=dict(model="tiny-950k", D=1_048_576, epochs=4, lr=3e-3, wd=0.1),
+        D=32_768, data_budgets=[65_536, 131_072, 262_144, 524_288], seq_len=128, batch_size=16, val_tokens=32_768,
+        models=["tiny-950k"], epochs=[1, 2, 4, 8, 16, 32], lr=[1e-3], wd=[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4],
+        reg_start=dict(epochs=8, lr=1e-3, wd=0.8), K=8, max_moves=4, cpt=True),
 }
 STD_WD = 0.1
 
@@ -350,6 +362,63 @@ class Sweep:
                                            corpus_tokens=self.p["corpus_mult"] * self.p["D"], corpus_seed=0,
                                            quiet=True)
                 self.run(cfg, trainer=trainer)
+
+
+    def stage_cpt(self, out):
+        """The cpt preset end to end: pretrain the base on base_source, then continue it on the domain
+        source (train.py --init_from: fresh optimizer, schedule and data order) with (a) the default
+        recipe: one pass at wd 0.1 at D and every data budget, and (b) the paper's: D epoched, (epochs,
+        wd) searched, and K members at the optimum, logit-averaged. The members start from the same base
+        weights (seed changes nothing), so they differ only in data order. Writes out/points.jsonl and
+        fit.py's report, whose efficiency rows are (b)'s multiplier over (a)'s data law."""
+        import dataclasses
+        import fit
+        from data import synthetic
+        p, b = self.p, self.p["base"]
+        base_data = os.path.join(self.runs_dir, "data_cpt_base")
+        if not self.dry and not os.path.exists(os.path.join(base_data, "meta.json")):
+            synthetic.generate(base_data, **p["base_source"])
+        base = self.config(b["model"], b["epochs"], b["lr"], b["wd"], D=b["D"])
+        base = dataclasses.replace(base, dataset=base_data, recipe="base",
+                                   out_dir=os.path.join(self.runs_dir, "base_" + os.path.basename(base.out_dir)))
+        self.run(base)
+        if not self.dry:      # the continued runs start from its weights: a committed point is not enough
+            self.ensure_checkpoints([base], "cpt base")
+        cont = Sweep(p, self.name, os.path.join(self.runs_dir, "continued"), self.dry, self.dataset,
+                     results_dir=os.path.dirname(self.points_dir))
+        cont.planned, m, src = self.planned, b["model"], dict(init_from=base.out_dir)   # one plan for the dry run
+        before = cont.config(m, 1, p["lr"][0], STD_WD, **src, eval_only=True, recipe="base")   # base on the domain
+        before = dataclasses.replace(before, out_dir=before.out_dir + "_before")
+        if not self.dry:      # an evaluation, no training: not part of the plan
+            cont.run(before)
+        default = [cont.config(m, 1, p["lr"][0], STD_WD, D=D, **src, recipe="cpt-default")
+                   for D in [p["D"]] + p["data_budgets"]]
+        for c in default:
+            cont.run(c)
+        pt, loss, cert = cont.coordinate_descent(m, {**p["reg_start"], **src, "recipe": "cpt-tuned"}, ["epochs", "wd"])
+        cont.say("cpt tuned", m, None, {k: pt[k] for k in ("epochs", "lr", "wd")}, loss, cert)
+        ens = cont.ensemble(m, pt)          # K members at the tuned point, scored (None in a dry run)
+        if self.dry:
+            return
+        # the points, labelled by role: fit.py measures every recipe against "standard" of the same data
+        rows = []
+        for recipe, cfgs in (("base before CPT", [before]), ("standard", default), ("cpt tuned", [cont.config(m, **pt)])):
+            for c in cfgs:
+                with open(cont.point_path(c)) as f:     # the kept summary: the run folder may be gone
+                    s = json.load(f)
+                rows.append({**{k: v for k, v in s.items() if k != "history"}, "recipe": recipe, "run": c.out_dir})
+        K = str(ens["K"])
+        rows.append({**{k: ens[k] for k in ("N", "D", "dataset", "tokenizer", "epochs", "lr", "wd", "seq_len")},
+                     "recipe": f"cpt ensemble K={K}", "val_loss": ens["losses"][K],
+                     "member_losses": ens["member_losses"], "init_from": base.out_dir})
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "points.jsonl.tmp"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        os.replace(os.path.join(out, "points.jsonl.tmp"), os.path.join(out, "points.jsonl"))
+        fit.main([os.path.join(out, "points.jsonl"), "--out", out])
+        print(f"cpt: every continued run starts from {base.out_dir}; the {K} members differ only in data order; "
+              f"base before CPT {rows[0]['val_loss']:.4f}, ensemble {ens['losses'][K]:.4f} "
+              f"(members {' '.join(f'{l:.4f}' for l in ens['member_losses'])})")
 
 
 # ----------------------------------------------------------------------------
@@ -650,6 +719,9 @@ def main(argv=None):
         ensure_dataset(sweep, create=False)
         return write_report(sweep, args.out or os.path.join("results", args.preset))
     ensure_dataset(sweep, create=not sweep.dry)
+    if p.get("cpt"):          # its own pipeline: base, then continued runs (stage_cpt)
+        sweep.stage_cpt(args.out or os.path.join("results", args.preset))
+        return print_plan(sweep, args) if args.dry_run else None
     # the main budget first (every finding there), then the other budgets for the data laws
     std = sweep.stage_standard(models)
     reg = sweep.stage_regularized(models, std)

@@ -73,6 +73,9 @@ class TrainConfig:
     log_every: int = 0            # steps between log lines (0 = about 50 lines per run)
     ckpt_every: int = 0           # steps between checkpoints (0 = at every eval)
     resume: bool = False          # continue the run in out_dir from its checkpoint
+    # continued pre-training: start from these weights with a fresh optimizer, schedule and data order
+    init_from: str = ""           # a run folder, a ckpt.pt or a Hugging Face Llama folder (export.py); the shape is the source's
+    eval_only: bool = False       # evaluate the initial weights (e.g. --init_from's) and write summary.json; no training
     # hardware
     device: str = "auto"          # auto | cpu | cuda | cuda:N
     dtype: str = "auto"           # auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32) | float32 | bfloat16
@@ -386,8 +389,11 @@ def plan(cfg, n_real, B_real, world=1):
 
 
 def build_model(cfg, meta, device):
-    """The run's GPT for a dataset's metadata, initialized from cfg.seed."""
+    """The run's GPT for a dataset's metadata, initialized from cfg.seed or loaded from cfg.init_from."""
     torch.manual_seed(cfg.seed)
+    if cfg.init_from:
+        import export   # reading runs and HF folders lives there
+        return export.init_model(cfg, meta, device)
     return GPT(config_from_preset(cfg.model, meta["vocab_size"], cfg.seq_len, attn=cfg.attn,
                                   doc_mask=cfg.doc_mask, eot_token=meta["eot_token"])).to(device)
 
@@ -426,6 +432,9 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
     """Train one model as configured and return its summary dict (also written to summary.json).
     loss_fn(model, x, y) -> scalar lets distill.py add a KL-to-teacher term without copying the loop."""
     validate(cfg)
+    if cfg.init_from:   # the shape is the source's: record its preset name (export.init_model_name)
+        import export
+        cfg = dataclasses.replace(cfg, model=export.init_model_name(cfg))
     master = rank == 0
     say = (lambda *a: print(*a, flush=True)) if master and not quiet else (lambda *a: None)
     device, dtype, use_compile = resolve_device(cfg, local_rank)
@@ -458,6 +467,8 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
 
     # ---- steps, accumulation and schedule follow from D, epochs and the global batch ----
     steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, decay_budget = plan(cfg, n_real, B_real, world)
+    if cfg.eval_only:
+        steps = 0       # no step runs: the summary's val and train losses are the initial weights'
     if B_syn and (B_real % (world * accum) or B_syn % (world * accum)):
         raise ConfigError(f"a batch of {B_real} real + {B_syn} teacher sequences must split evenly into "
                           f"{world * accum} micro-batches; adjust --mix_weight or --micro_batch")
@@ -621,7 +632,7 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
         "decay_budget": decay_budget, "wall_s": wall_before + time.time() - t_start,
         "hardware": hardware_name(device), "dtype": dtype_name, "compile": use_compile,
         "torch": derived["torch"], "git": derived["git"], "world": world, "val_tokens": int(val_windows[:, 1 + skip:].size),
-        "history": history,
+        "history": history, "init_from": cfg.init_from,
     }
     if cfg.mix_data:
         summary["mix"] = {"data": cfg.mix_data, "weight": cfg.mix_weight, "synthetic_per_step": B_syn,
