@@ -65,6 +65,18 @@ PRESETS = {
         std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=1.6),
         seeds=3, K=4, distill_model="tiny-120k", mix_weight=0.5, corpus_mult=2, max_moves=3,
         reg_axes=["epochs", "lr", "wd"], member_settings=["x1"]),
+    # one H100/H200 in about 5 minutes (predicted, not yet run): byte-level Shakespeare at D = 1 MiB,
+    # 1M-46M parameters, one wd step each way around the probes' point, eager (compiling four shapes
+    # would take longer than training them). Members train one after another.
+    "gpu": dict(
+        dataset="shakespeare_byte", prepare=["shakespeare", "--tokenizer", "byte"],
+        D=1_048_576, data_budgets=[], seq_len=256, batch_size=32, val_tokens=262_144,
+        models=["tiny-950k", "tiny-3.8m", "tiny-17m", "tiny-45m"],
+        epochs=[4, 8, 16], lr=[3e-3], wd=[0.1, 0.4, 0.8, 1.6, 3.2],
+        std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=0.8),
+        std_axes=["epochs"], reg_axes=["wd"], max_moves=1, seeds=4, std_seeds=1, K=4,
+        member_settings=["x1"], distill_model="tiny-3.8m", distill_seeds=1, mix_weight=0.5, corpus_mult=1,
+        device="cuda", compile="false"),
     # the whole pipeline in a couple of minutes (CI runs it): nothing here is meant to show anything
     "smoke": dict(
         dataset="data_smoke", prepare=None,
@@ -148,6 +160,9 @@ class Sweep:
         if extra.get("mix_data"):
             name += "_" + extra.pop("tag")
         extra.pop("tag", None)
+        if "device" in self.p:
+            extra.setdefault("device", self.p["device"])
+            extra.setdefault("compile", self.p.get("compile", "auto"))
         return TrainConfig(dataset=self.dataset, train_tokens=D, seq_len=self.p["seq_len"],
                            batch_size=self.p["batch_size"], val_tokens=self.p["val_tokens"], model=model,
                            epochs=epochs, lr=lr, wd=wd, seed=seed, data_seed=seed, evals=4, resume=True,
@@ -610,17 +625,18 @@ def step_seconds(model, vocab, p, steps=4):
     dtype train.py resolves here), the number the dry run's ETA is built on."""
     import torch
     from model import GPT, config_from_preset
-    cfg = TrainConfig(model=model, device="cpu")
+    cfg = TrainConfig(model=model, device=p.get("device", "cpu"))
     device, dtype, _ = train.resolve_device(cfg)
     torch.manual_seed(0)
-    net = GPT(config_from_preset(model, vocab, p["seq_len"]))
+    net = GPT(config_from_preset(model, vocab, p["seq_len"])).to(device)
     opt = train.make_optimizer(net, cfg, device)
-    x = torch.randint(0, vocab, (p["batch_size"], p["seq_len"] + 1))
+    x = torch.randint(0, vocab, (p["batch_size"], p["seq_len"] + 1), device=device)
     batch = lambda: [(x[:, :-1], x[:, 1:])]
     train.train_step(net, net, opt, batch(), 1e-3, 1.0, 1, device, dtype)          # warm up
     t = time.time()
     for _ in range(steps):
-        train.train_step(net, net, opt, batch(), 1e-3, 1.0, 1, device, dtype)
+        loss = train.train_step(net, net, opt, batch(), 1e-3, 1.0, 1, device, dtype)
+    loss.item()                                              # wait for the device
     return (time.time() - t) / steps
 
 
@@ -634,7 +650,10 @@ def print_plan(sweep, args):
              else {"dclm_llama3": 128_256, "shakespeare_byte": 257}.get(sweep.dataset, 1025))
     flops = tokens = 0
     per_tok, secs, by_model = {}, 0.0, {}
-    measure = sweep.p["seq_len"] <= 1024 and not args.no_timing
+    import torch
+    # time the models where the preset runs; a GPU preset on a CPU machine gets the FLOPs estimate only
+    measure = (sweep.p["seq_len"] <= 1024 and not args.no_timing
+               and (sweep.p.get("device") != "cuda" or torch.cuda.is_available()))
     for c in sweep.planned:
         with torch.device("meta"):
             f_tok = GPT(config_from_preset(c.model, vocab, c.seq_len)).flops_per_token(c.seq_len)
@@ -650,7 +669,7 @@ def print_plan(sweep, args):
             by_model[c.model] = (by_model[c.model][0] + 1, by_model[c.model][1] + run_s)
     print(f"preset {args.preset}: about {len(sweep.planned)} runs to train on a typical search path (the real path, "
           f"and so the count, follows the real losses), {tokens / 1e6:,.0f}M tokens, "
-          f"{flops:.3g} FLOPs -> ~{flops / (args.tflops * 1e12) / 3600:.1f} h at {args.tflops:g} TFLOP/s "
+          f"{flops:.3g} FLOPs -> ~{flops / (args.tflops * 1e12) / 60:,.0f} min at {args.tflops:g} TFLOP/s "
           f"(+ evaluation and distillation sampling)")
     if measure:
         import torch
