@@ -795,8 +795,8 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     print_table(js)
     pngs = plot(args.out, nfits, kfits, joints, laws, js["efficiency"])
-    import report                     # the headline figure and the findings table (report.py)
-    pngs += report.write(singles, ens, _clean(js), args.out)
+    from report import write as write_headline   # the headline figure and findings table (report.py)
+    pngs += write_headline(singles, ens, _clean(js), args.out)
 
     def dump(p):
         with open(p, "w") as fh:
