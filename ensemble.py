@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 import data
 import train
-from model import GPT
+from model import GPT, chunked_logits
 from train import ConfigError, TrainConfig, check_same_config
 
 # Flags that change how a run executes but not what it learns: a finished member trained with other
@@ -352,24 +352,39 @@ def ensemble_losses(models, tokens, T, n, batch, device, dtype, skip=0, rules=("
         m.eval()
     sums = {name: torch.zeros(K, dtype=torch.float64, device=device) for name in ("member", *rules)}
     windows = data.Windows(tokens, n, T)
+    names = ("member", *rules)
     count = 0
     for i in range(0, n, batch):
-        w = torch.from_numpy(windows.get(np.arange(i, min(i + batch, n)))).to(device)   # (B, T+1)
+        w = train.to_device(windows.get(np.arange(i, min(i + batch, n))), device)       # (B, T+1)
         x, y = w[:, :-1], w[:, 1:]                                                        # (B, T)
-        logit_sum = logp_sum = None
-        for j, m in enumerate(models):
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                logits = m(x)[0].float()                                                  # (B, T, V)
-            # the same call, batch and fp64 accumulation as train.evaluate, so k = 1 matches it exactly
-            sums["member"][j] += train.cross_entropy_sum(logits, y, skip).double()
-            if "logits" in rules:
-                logit_sum = logits if logit_sum is None else logit_sum + logits          # (B, T, V)
-                sums["logits"][j] += train.cross_entropy_sum(logit_sum / (j + 1), y, skip).double()
-            if "probs" in rules:
-                logp = F.log_softmax(logits, dim=-1)                                      # (B, T, V)
-                logp_sum = logp if logp_sum is None else torch.logaddexp(logp_sum, logp)  # log sum_i p_i
-                # logp_sum - log k is already normalized; cross_entropy's log_softmax leaves it be
-                sums["probs"][j] += train.cross_entropy_sum(logp_sum - math.log(j + 1), y, skip).double()
+        autocast = lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+        with autocast():
+            hs = [m(x, hidden=True)[0] for m in models]                                   # K x (B, T, C)
+
+        def score(z, c):
+            """Loss sums of this chunk of positions, (len(names), K): each member alone and the first-k
+            ensemble under each rule. z (K, B, t, V) fp32 member logits."""
+            yc, V = y[:, c].reshape(-1), z.size(-1)                                       # (B t,)
+            ce = lambda logits: F.cross_entropy(logits.reshape(-1, V), yc, reduction="sum")
+            out = {name: [] for name in names}
+            logit_sum = logp_sum = None
+            for j in range(K):
+                # the same call on the same chunks as GPT.forward's loss, so k = 1 equals train.evaluate exactly
+                out["member"].append(ce(z[j]))
+                if "logits" in rules:
+                    logit_sum = z[j] if logit_sum is None else logit_sum + z[j]             # (B, t, V)
+                    out["logits"].append(ce(logit_sum / (j + 1)))
+                if "probs" in rules:
+                    logp = F.log_softmax(z[j], dim=-1)                                    # (B, t, V)
+                    logp_sum = logp if logp_sum is None else torch.logaddexp(logp_sum, logp)  # log sum_i p_i
+                    # logp_sum - log k is already normalized; cross_entropy's log_softmax leaves it be
+                    out["probs"].append(ce(logp_sum - math.log(j + 1)))
+            return torch.stack([torch.stack(out[name]) for name in names])                # (len(names), K)
+
+        with autocast():   # the head runs under autocast as inside GPT.forward
+            got = chunked_logits(score, hs, [m.lm_head.weight for m in models], start=skip, copies=K + 3).double()
+        for r, name in enumerate(names):
+            sums[name] += got[r]
         count += y[:, skip:].numel()
     return {name: (s / count).tolist() for name, s in sums.items()}
 

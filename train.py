@@ -275,19 +275,36 @@ def cross_entropy_sum(logits, y, skip):
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
 
 
+def to_device(array, device):
+    """A numpy batch on the device: on CUDA through pinned memory, copied asynchronously (the host
+    does not wait for the copy; the step that reads it is queued behind it on the same stream)."""
+    t = torch.from_numpy(array)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 @torch.no_grad()
-def evaluate(model, windows, batch, device, dtype, skip=0, rank=0, world=1):
-    """Mean loss over windows (n, T+1); under DDP each rank scores a slice and the sums are reduced."""
+def evaluate(model, windows, batch, device, dtype, skip=0, rank=0, world=1, pad=False):
+    """Mean loss over windows (n, T+1); under DDP each rank scores a slice and the sums are reduced.
+    The loss is the model's own chunked cross-entropy: no (B, T, V) logits are made at once. pad=True
+    (compiled models) pads the last batch to `batch` rows whose targets are masked out (-100), so a
+    compiled model sees one shape and is not recompiled for the remainder."""
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=device)   # (loss sum, target count)
     mine = windows[rank::world]
     for i in range(0, len(mine), batch):
-        w = torch.from_numpy(mine[i:i + batch]).to(device)
-        x, y = w[:, :-1], w[:, 1:]
+        rows = mine[i:i + batch]                                                  # (b, T+1)
+        n = len(rows)
+        if pad and n < batch:
+            rows = np.concatenate([rows, np.zeros((batch - n, rows.shape[1]), dtype=rows.dtype)])
+        w = to_device(rows, device)
+        x, y = w[:, :-1], w[:, 1:].clone()                                        # (batch, T)
+        y[n:] = -100                                                              # padded rows: no loss
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            logits, _ = model(x)
-        total[0] += cross_entropy_sum(logits.float(), y, skip).double()
-        total[1] += y[:, skip:].numel()
+            _, loss_sum = model(x, y, reduction="sum", skip=skip)
+        total[0] += loss_sum.double()
+        total[1] += n * (y.size(1) - skip)
     if world > 1:
         dist.all_reduce(total)
     model.train()
