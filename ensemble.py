@@ -409,6 +409,19 @@ def find_members(paths, flag="--members"):
     return sorted({os.path.normpath(f) for f in found}, key=natural_key)
 
 
+def run_micro_batch(path, config):
+    """The micro-batch a run trained with (what --micro_batch auto chose is in its config.json): a batch
+    size its device is known to hold."""
+    fixed = train.fixed_micro_batch(config.get("micro_batch"))
+    if fixed:
+        return fixed
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            return int(json.load(f)["micro_batch"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return config["batch_size"]
+
+
 def load_members(paths, device):
     """(models, summaries, val-set description) for member run folders; refuses members whose
     predictions are not of the same tokens."""
@@ -431,7 +444,7 @@ def load_members(paths, device):
         m = min(len(ds.val), c["val_tokens"] or len(ds.val))
         sets.append({"tokenizer": ds.meta["tokenizer"], "vocab": ds.meta["vocab_size"], "dataset": ds.path,
                      "seq_len": T, "val windows": (m - 1) // T, "eval_skip": int(ds.meta.get("eval_skip", 0)),
-                     "_ds": ds, "_batch": c["micro_batch"] or c["batch_size"]})
+                     "_ds": ds, "_batch": run_micro_batch(p, c)})
     for key in ("tokenizer", "vocab", "dataset", "seq_len", "val windows", "eval_skip"):
         for p, s in zip(paths[1:], sets[1:]):
             if s[key] != sets[0][key]:
