@@ -22,8 +22,8 @@ import torch
 
 from ensemble import StackedGPT, batched_step
 from model import GPT, PRESETS, config_from_preset, generate
-from train import (ConfigError, OneLineParser, TrainConfig, hardware_name, make_optimizer, peak_flops,
-                   resolve_device, train_step, validate)
+from train import (ConfigError, OneLineParser, TrainConfig, compile_model, hardware_name, make_optimizer,
+                   peak_flops, resolve_device, train_step, validate)
 
 
 def sync(device):
@@ -55,7 +55,7 @@ def bench_train(name, args, device, dtype, use_compile):
     model = make_model(name, args).to(device)
     cfg = TrainConfig(lr=1e-3, wd=0.1)
     opt = make_optimizer(model, cfg, device)
-    fwd = torch.compile(model) if use_compile else model
+    fwd = compile_model(model) if use_compile else model
     x = torch.randint(0, args.vocab, (args.batch, args.seq_len + 1), device=device)
     if args.doc_mask:   # packed documents of 64 tokens, so the document mask is not trivial
         x[:, 63::64] = args.vocab - 1
@@ -112,7 +112,7 @@ def bench_ensemble(name, args, device, dtype, use_compile):
         x[..., 63::64] = args.vocab - 1
     one = models[0]
     opt = make_optimizer(one, cfg, device)
-    fwd = torch.compile(one) if use_compile else one
+    fwd = compile_model(one) if use_compile else one
     seq_s = time_steps(lambda: train_step(fwd, one, opt, [(x[0, :, :-1], x[0, :, 1:])], 1e-3, 1.0, 1, device, dtype),
                        args, device)
     stacked = StackedGPT(models, use_compile)

@@ -123,7 +123,8 @@ class StackedGPT:
         self.buffers = dict(models[0].named_buffers())                # rotary tables: the same for every member
         with torch.device("meta"):
             self.base = GPT(self.cfg)                                 # the functional template, no storage
-        self.loss = torch.compile(self._loss) if use_compile else self._loss
+        self.base.checkpoint_head = False     # torch.utils.checkpoint fails under vmap (its recompute runs outside it)
+        self.loss = train.compile_model(self._loss) if use_compile else self._loss
 
     def _loss(self, x, y):
         """x, y (K, B, T) -> (K,) each member's mean cross-entropy on its own batch (GPT.forward's)."""
@@ -259,7 +260,7 @@ def train_members_batched(cfg, K, vary="both", local_rank=0, quiet=False):
             rows from its own data order."""
             idx = [s.micro_indices(step, B, 0, 1, accum) for s in streams]
             for m in range(accum):
-                w = torch.from_numpy(np.stack([train_windows.get(ix[m]) for ix in idx])).to(device, non_blocking=True)
+                w = train.to_device(np.stack([train_windows.get(ix[m]) for ix in idx]), device)   # (K, micro, T+1)
                 yield w[..., :-1], w[..., 1:]
 
         def load_member(j):
@@ -274,9 +275,7 @@ def train_members_batched(cfg, K, vary="both", local_rank=0, quiet=False):
                 k = min(len(train_windows), len(val_windows))
                 rec["train_eval_loss"] = train.evaluate(model, train_windows.get(np.arange(k)), micro, device,
                                                         dtype, skip)
-            with torch.no_grad():
-                rec["param_norm"] = math.sqrt(sum(p.float().pow(2).sum().item()
-                                                  for p in model.optimizer_groups(0)[0]["params"]))
+            rec["param_norm"] = train.param_norm(model)
             return rec
 
         def save(j, step, wall):

@@ -221,6 +221,8 @@ class Block(nn.Module):
 # The model
 
 class GPT(nn.Module):
+    checkpoint_head = True   # recompute each chunk's logits in backward (chunked_logits); off under vmap
+
     def __init__(self, cfg):
         super().__init__()
         if cfg.attn not in ("sdpa", "flex"):
@@ -276,7 +278,7 @@ class GPT(nn.Module):
             return x, None
         if targets is None:
             return self.lm_head(x).float(), None                                  # (B, T, V) fp32
-        return None, chunked_cross_entropy(x, self.lm_head.weight, targets, reduction, skip)
+        return None, chunked_cross_entropy(x, self.lm_head.weight, targets, reduction, skip, self.checkpoint_head)
 
     def attention_mask(self, idx, kv_cache=None):
         """The mask every block uses in this forward pass: None means plain causal (SDPA's is_causal
@@ -344,13 +346,6 @@ def logit_chunks(T, rows, V, start=0):
     return [slice(s, min(s + per, T)) for s in range(start, T, per)]
 
 
-def _under_functorch():
-    """True inside torch.func.vmap/grad (ensemble.StackedGPT): checkpoint's saved-tensor hooks do
-    not run there, so chunks are not checkpointed (the stacked members are small)."""
-    peek = getattr(torch._C._functorch, "peek_interpreter_stack", None)
-    return peek is not None and peek() is not None
-
-
 def head_logits(hs, heads, c):
     """(K, B, t, V) fp32 logits at positions c (a slice) of K models with final hidden states hs[k]
     (B, T, C) and output-head weights heads[k] (V, C)."""
@@ -358,18 +353,20 @@ def head_logits(hs, heads, c):
     return z[0].unsqueeze(0) if len(z) == 1 else torch.stack(z)
 
 
-def chunked_logits(fn, hs, heads, start=0, copies=None):
+def chunked_logits(fn, hs, heads, start=0, copies=None, checkpoint=True):
     """The one chunked log-prob API: sum over position chunks c of fn(head_logits(hs, heads, c), c),
     for final hidden states hs from model(idx, hidden=True); combine members with
     ensemble_log_probs(z, rule) inside fn. Chunks are sized for `copies` (B, t, V) tensors at once
-    (default len(hs)). Gradients flow to hs and heads without keeping any chunk's logits for backward."""
+    (default len(hs)). Gradients flow to hs and heads without keeping any chunk's logits for backward
+    (checkpoint=False keeps them: for torch.func.vmap, where checkpoint fails: its recompute runs
+    outside the vmap)."""
     B, T, _ = hs[0].shape
     chunks = logit_chunks(T, B * (copies or len(hs)), heads[0].size(0), start)
 
     def one(c, *hs):
         return fn(head_logits(hs, heads, c), c)
 
-    recompute = len(chunks) > 1 and torch.is_grad_enabled() and not _under_functorch()
+    recompute = checkpoint and len(chunks) > 1 and torch.is_grad_enabled()
     total = 0
     for c in chunks:
         if recompute:
@@ -379,7 +376,7 @@ def chunked_logits(fn, hs, heads, start=0, copies=None):
     return total
 
 
-def chunked_cross_entropy(h, weight, targets, reduction="mean", skip=0):
+def chunked_cross_entropy(h, weight, targets, reduction="mean", skip=0, checkpoint=True):
     """Cross-entropy of the output head weight (V, C) on final hidden states h (B, T, C) against
     targets (B, T), over positions skip..T-1, chunked (chunked_logits). Targets -100 are ignored."""
     V = weight.size(0)
@@ -387,7 +384,8 @@ def chunked_cross_entropy(h, weight, targets, reduction="mean", skip=0):
         return chunked_logits(lambda z, c: F.cross_entropy(z[0].reshape(-1, V), targets[:, c].reshape(-1),
                                                            reduction=reduction), [h], [weight], skip)
     total = chunked_logits(lambda z, c: F.cross_entropy(z[0].reshape(-1, V), targets[:, c].reshape(-1),
-                                                        reduction="sum"), [h], [weight], skip)
+                                                        reduction="sum"), [h], [weight], skip,
+                           checkpoint=checkpoint)
     if reduction == "sum":
         return total
     return total / (targets[:, skip:] != -100).sum()

@@ -251,9 +251,19 @@ def resolve_device(cfg, local_rank=0, run_flops=None):
     fast_bf16 = dev.type == "cuda" or cpu_has_native_bf16()
     dtype = {"auto": torch.bfloat16 if fast_bf16 else torch.float32,
              "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.dtype]
+    if dev.type == "cuda":
+        # fp32 matmuls (the fp32 sampling path, anything outside autocast) on tensor cores as TF32,
+        # the same precision bf16 autocast already accepts for the training matmuls
+        torch.set_float32_matmul_precision("high")
     long_run = run_flops is not None and run_flops >= CPU_COMPILE_MIN_FLOPS
     use_compile = {"auto": dev.type == "cuda" or long_run, "true": True, "false": False}[cfg.compile]
     return dev, dtype, use_compile
+
+
+def compile_model(module):
+    """torch.compile with the backend ICGPT_COMPILE_BACKEND names (default inductor; the tests use
+    aot_eager, which traces the same graphs without generating kernels, in a fraction of the time)."""
+    return torch.compile(module, backend=os.environ.get("ICGPT_COMPILE_BACKEND", "inductor"))
 
 
 def code_version():
@@ -314,6 +324,13 @@ def evaluate(model, windows, batch, device, dtype, skip=0, rank=0, world=1, pad=
         dist.all_reduce(total)
     model.train()
     return (total[0] / total[1]).item()
+
+
+@torch.no_grad()
+def param_norm(model):
+    """2-norm of the decayed weights (what weight decay shrinks), with one host sync for all tensors."""
+    norms = torch._foreach_norm([p.float() for p in model.optimizer_groups(0)[0]["params"]])
+    return torch.stack(norms).double().pow(2).sum().sqrt().item()
 
 
 # ----------------------------------------------------------------------------
@@ -493,7 +510,7 @@ def train_step(model, raw_model, optimizer, batches, lr, grad_clip, accum, devic
     total = torch.zeros((), device=device)
     for m, (x, y) in enumerate(batches):
         if world > 1:   # all-reduce gradients only on the last micro-step
-            model.require_backward_grad_sync = m == accum - 1
+            getattr(model, "_orig_mod", model).require_backward_grad_sync = m == accum - 1   # the DDP module
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             loss = loss_fn(model, x, y)
         (loss / accum).backward()
@@ -618,11 +635,19 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
     say(f"micro-batch {micro}: " + ("--micro_batch" if fixed_micro_batch(cfg.micro_batch) else f"auto, {micro_why}"))
 
     raw_model = model                                           # for state_dict, clipping, norms
-    eval_model = torch.compile(model) if use_compile else model # for evaluation (no DDP collectives)
+    if use_compile:
+        # a sweep trains run after run in one process: without a reset every run's graphs add up in
+        # dynamo's cache of GPT.forward until it hits its recompile limit and the rest run eager
+        torch._dynamo.reset()
+    eval_model = compile_model(model) if use_compile else model # for evaluation (no DDP collectives)
     if world > 1:
+        # wrap in DDP first, then compile: dynamo then splits the graph at DDP's gradient buckets, so
+        # each bucket's all-reduce overlaps the rest of the backward (compiling first makes the whole
+        # backward one node, and communication starts only after it)
         model = torch.nn.parallel.DistributedDataParallel(
-            eval_model, device_ids=[device.index] if device.type == "cuda" else None,
+            raw_model, device_ids=[device.index] if device.type == "cuda" else None,
             broadcast_buffers=False)
+        model = compile_model(model) if use_compile else model
     else:
         model = eval_model
 
@@ -637,19 +662,17 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
             parts.append((mix, mix_stream.micro_indices(step, B_syn, rank, world, accum)))
         for m in range(accum):
             rows = np.concatenate([win.get(idx[m]) for win, idx in parts])             # (micro, T+1)
-            w = torch.from_numpy(rows).to(device, non_blocking=True)
+            w = to_device(rows, device)                                                   # (micro, T+1)
             yield w[:, :-1], w[:, 1:]
 
     def run_eval(step, final=False):
-        val = evaluate(eval_model, val_windows, micro, device, dtype, skip, rank, world)
+        val = evaluate(eval_model, val_windows, micro, device, dtype, skip, rank, world, pad=use_compile)
         rec = {"step": step, "epoch": step * B_real / n_real, "val_loss": val}
         if final:
             k = min(len(train_windows), len(val_windows))
             rec["train_eval_loss"] = evaluate(eval_model, train_windows.get(np.arange(k)), micro, device,
-                                              dtype, skip, rank, world)
-        with torch.no_grad():
-            rec["param_norm"] = math.sqrt(sum(p.float().pow(2).sum().item()
-                                              for p in raw_model.optimizer_groups(0)[0]["params"]))
+                                              dtype, skip, rank, world, pad=use_compile)
+        rec["param_norm"] = param_norm(raw_model)
         return rec
 
     def write_log(rec):
