@@ -276,3 +276,13 @@ def test_micro_batch_flag_takes_auto_or_a_number(tmp_path):
     assert_one_line_error(run_train("--micro_batch=lots", f"--out_dir={tmp_path / 'x'}"), "--micro_batch")
     assert train.fixed_micro_batch("auto") is None and train.fixed_micro_batch(0) is None
     assert train.fixed_micro_batch("4") == 4 == train.fixed_micro_batch(4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the memory probe runs on CUDA only")
+def test_micro_batch_auto_probes_the_gpu_and_records_its_choice(tiny_data, tmp_path):
+    cfg = TrainConfig(dataset=tiny_data, out_dir=str(tmp_path / "r"), model="tiny-120k", train_tokens=4096,
+                      seq_len=32, batch_size=8, epochs=1, evals=1, device="cuda", compile="false")
+    train.train(cfg, quiet=True)
+    with open(tmp_path / "r" / "config.json") as f:
+        c = json.load(f)
+    assert c["micro_batch"] == 8 and "fits" in c["micro_batch_why"]       # 8 tiny sequences fit any GPU
