@@ -120,17 +120,22 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_process_ddp_reaches_the_same_loss_as_one_process(tiny_data, tmp_path):
-    one = run_train(*small_flags(tiny_data, tmp_path / "one", micro_batch=4))
+@pytest.mark.parametrize("compiled", [False, True])
+def test_two_process_ddp_reaches_the_same_loss_as_one_process(tiny_data, tmp_path, compiled):
+    # micro-batch 2: each rank accumulates 2 micro-steps, syncing gradients only on the last. Compiled:
+    # DDP wrapped first, then compiled (aot_eager: the same graphs as inductor, traced quickly)
+    one = run_train(*small_flags(tiny_data, tmp_path / "one", micro_batch=2))
     assert one.returncode == 0, one.stderr
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                           f"--master_port={free_port()}", "train.py",
-                          *small_flags(tiny_data, tmp_path / "two", micro_batch=4), "--device=cpu"],
-                         capture_output=True, text=True, timeout=300, env=ENV, cwd=REPO)
+                          *small_flags(tiny_data, tmp_path / "two", micro_batch=2), "--device=cpu",
+                          f"--compile={str(compiled).lower()}"],
+                         capture_output=True, text=True, timeout=300, cwd=REPO,
+                         env={**ENV, "ICGPT_COMPILE_BACKEND": "aot_eager"})
     assert two.returncode == 0, two.stderr[-2000:]
     s1 = json.load(open(tmp_path / "one" / "summary.json"))
     s2 = json.load(open(tmp_path / "two" / "summary.json"))
-    assert s2["world"] == 2 and s1["world"] == 1
+    assert s2["world"] == 2 and s1["world"] == 1 and s2["compile"] is compiled
     assert s1["val_loss"] == pytest.approx(s2["val_loss"], abs=1e-4)
     assert s1["train_loss"] == pytest.approx(s2["train_loss"], abs=1e-4)
     a = torch.load(tmp_path / "one" / "ckpt.pt", weights_only=True)["model"]
