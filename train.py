@@ -55,7 +55,7 @@ class TrainConfig:
     lr: float = 3e-3              # peak learning rate (warmup, then cosine to 0)
     wd: float = 0.1               # decoupled weight decay on Linear weights: p -= lr_t * wd * p
     batch_size: int = 32          # sequences per optimizer step, global (all ranks, all micro-steps)
-    micro_batch: str = "auto"     # sequences per rank per forward: N, or auto (CUDA: the largest divisor of the per-rank batch that fits, probed; CPU: the per-rank batch)
+    micro_batch: str = "auto"     # sequences per rank per forward: N, or auto (CUDA: the largest that fits; CPU: all)
     warmup: float = 0.01          # warmup as a fraction of steps (at least 1 step)
     grad_clip: float = 1.0        # global gradient-norm clip
     beta1: float = 0.9            # AdamW beta1
@@ -157,7 +157,8 @@ def validate(cfg):
         if (fixed_micro_batch(cfg.micro_batch) or 1) < 1:
             raise ValueError
     except ValueError:
-        raise ConfigError(f"--micro_batch must be auto or a number of sequences >= 1 (got {cfg.micro_batch!r})") from None
+        raise ConfigError(f"--micro_batch must be auto or a number of sequences >= 1 "
+                          f"(got {cfg.micro_batch!r})") from None
 
 
 # ----------------------------------------------------------------------------
