@@ -55,7 +55,7 @@ import torch.nn.functional as F
 
 import data
 import train
-from model import GPT, ensemble_log_probs
+from model import GPT, chunked_logits, ensemble_log_probs
 from train import ConfigError, TrainConfig, check_same_config
 
 # Flags that change how a run executes but not what it learns: a finished member trained with other
@@ -129,7 +129,8 @@ class StackedGPT:
         self.buffers = dict(models[0].named_buffers())                # rotary tables: the same for every member
         with torch.device("meta"):
             self.base = GPT(self.cfg)                                 # the functional template, no storage
-        self.loss = torch.compile(self._loss) if use_compile else self._loss
+        self.base.checkpoint_head = False     # torch.utils.checkpoint fails under vmap (its recompute runs outside it)
+        self.loss = train.compile_model(self._loss) if use_compile else self._loss
 
     def _loss(self, x, y):
         """x, y (K, B, T) -> (K,) each member's mean cross-entropy on its own batch (GPT.forward's)."""
@@ -265,7 +266,7 @@ def train_members_batched(cfg, K, vary="both", local_rank=0, quiet=False):
             rows from its own data order."""
             idx = [s.micro_indices(step, B, 0, 1, accum) for s in streams]
             for m in range(accum):
-                w = torch.from_numpy(np.stack([train_windows.get(ix[m]) for ix in idx])).to(device, non_blocking=True)
+                w = train.to_device(np.stack([train_windows.get(ix[m]) for ix in idx]), device)   # (K, micro, T+1)
                 yield w[..., :-1], w[..., 1:]
 
         def load_member(j):
@@ -280,9 +281,7 @@ def train_members_batched(cfg, K, vary="both", local_rank=0, quiet=False):
                 k = min(len(train_windows), len(val_windows))
                 rec["train_eval_loss"] = train.evaluate(model, train_windows.get(np.arange(k)), micro, device,
                                                         dtype, skip)
-            with torch.no_grad():
-                rec["param_norm"] = math.sqrt(sum(p.float().pow(2).sum().item()
-                                                  for p in model.optimizer_groups(0)[0]["params"]))
+            rec["param_norm"] = train.param_norm(model)
             return rec
 
         def save(j, step, wall):
@@ -384,20 +383,28 @@ def ensemble_losses(models, tokens, T, n, batch, device, dtype, skip=0, rules=("
     windows = data.Windows(tokens, n, T)
     count = 0
     for i in range(0, n, batch):
-        w = torch.from_numpy(windows.get(np.arange(i, min(i + batch, n)))).to(device)   # (B, T+1)
+        w = train.to_device(windows.get(np.arange(i, min(i + batch, n))), device)       # (B, T+1)
         x, y = w[:, :-1], w[:, 1:]                                                        # (B, T)
-        per_member = []
-        for j, m in enumerate(models):
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                logits = m(x)[0].float()                                                  # (B, T, V)
-            # the same call, batch and fp64 accumulation as train.evaluate, so k = 1 matches it exactly
-            sums["member"][j] += train.cross_entropy_sum(logits, y, skip).double()
-            per_member.append(logits)
-        stacked = torch.stack(per_member)                                                 # (K, B, T, V)
-        for rule in rules:
-            for s, S in enumerate(scored):
-                logp = ensemble_log_probs(stacked[list(S)], rule)                          # (B, T, V)
-                sums[rule][s] += train.cross_entropy_sum(logp, y, skip).double()          # CE of log-probs
+        autocast = lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+        with autocast():
+            hs = [m(x, hidden=True)[0] for m in models]                                   # K x (B, T, C)
+
+        def score(z, c):
+            """Loss sums of this chunk of positions: [each member alone (K), then every scored subset
+            under each rule]. z (K, B, t, V) fp32 member logits."""
+            yc, V = y[:, c].reshape(-1), z.size(-1)                                       # (B t,)
+            ce = lambda logits: F.cross_entropy(logits.reshape(-1, V), yc, reduction="sum")
+            # the same call on the same chunks as GPT.forward's loss, so k = 1 equals train.evaluate exactly
+            out = [ce(z[j]) for j in range(K)]
+            for rule in rules:
+                out += [ce(ensemble_log_probs(z[list(S)], rule)) for S in scored]          # CE of log-probs
+            return torch.stack(out)
+
+        with autocast():   # the head runs under autocast as inside GPT.forward
+            got = chunked_logits(score, hs, [m.lm_head.weight for m in models], start=skip, copies=K + 3).double()
+        sums["member"] += got[:K]
+        for r, rule in enumerate(rules):
+            sums[rule] += got[K + r * len(scored):K + (r + 1) * len(scored)]
         count += y[:, skip:].numel()
     member = (sums["member"] / count).tolist()
     out = {"member": member}
@@ -434,6 +441,19 @@ def find_members(paths, flag="--members"):
     return sorted({os.path.normpath(f) for f in found}, key=natural_key)
 
 
+def run_micro_batch(path, config):
+    """The micro-batch a run trained with (what --micro_batch auto chose is in its config.json): a batch
+    size its device is known to hold."""
+    fixed = train.fixed_micro_batch(config.get("micro_batch"))
+    if fixed:
+        return fixed
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            return int(json.load(f)["micro_batch"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return config["batch_size"]
+
+
 def load_members(paths, device):
     """(models, summaries, val-set description) for member run folders; refuses members whose
     predictions are not of the same tokens."""
@@ -456,7 +476,7 @@ def load_members(paths, device):
         m = min(len(ds.val), c["val_tokens"] or len(ds.val))
         sets.append({"tokenizer": ds.meta["tokenizer"], "vocab": ds.meta["vocab_size"], "dataset": ds.path,
                      "seq_len": T, "val windows": (m - 1) // T, "eval_skip": int(ds.meta.get("eval_skip", 0)),
-                     "_ds": ds, "_batch": c["micro_batch"] or c["batch_size"]})
+                     "_ds": ds, "_batch": run_micro_batch(p, c)})
     for key in ("tokenizer", "vocab", "dataset", "seq_len", "val windows", "eval_skip"):
         for p, s in zip(paths[1:], sets[1:]):
             if s[key] != sets[0][key]:
