@@ -80,7 +80,7 @@ def headline(singles, js, out_png, title=""):
     fig, ax = plt.subplots(figsize=(8, 5.2))
     colors = dict(standard="#888888", regularized="C0", ensemble="C3", joint="C3", distill="C2",
                   **{"self-distill": "C1"})
-    allN = set()
+    allN, ys = set(), []            # the y range follows the data, not unidentified intervals
 
     def points(recipe, label, marker):
         pts = searched(singles, recipe, D)
@@ -88,6 +88,7 @@ def headline(singles, js, out_png, title=""):
             return
         N = sorted(pts)
         allN.update(N)
+        ys.extend(pts[n][0] for n in N)
         ax.errorbar([n * 1e9 for n in N], [pts[n][0] for n in N], yerr=[pts[n][1] for n in N], fmt=marker,
                     color=colors[recipe], ms=6, capsize=3, label=label,
                     ls="--" if recipe == "standard" else "none", lw=1)
@@ -95,22 +96,29 @@ def headline(singles, js, out_png, title=""):
     points("standard", "standard (wd 0.1)", "s")
     points("regularized", "regularized (tuned wd, epochs)", "o")
     for f in _fits(js, "regularized", "N", D)[:1]:
-        x = np.geomspace(min(f["x"]), max(f["x"]) * 8, 100)
-        ax.plot(x * 1e9, f["A"] / x ** f["alpha"] + f["E"], color=colors["regularized"], lw=1.2)
+        if f["monotone"]:           # a fitted curve only where loss falls with N
+            x = np.geomspace(min(f["x"]), max(f["x"]) * (4 if f["identified"] else 1), 100)
+            ax.plot(x * 1e9, f["A"] / x ** f["alpha"] + f["E"], color=colors["regularized"], lw=1.2,
+                    label="regularized fit A/N^alpha + E")
         if f["identified"]:
+            ys.append(f["E"])
             ax.axhline(f["E"], color=colors["regularized"], ls="--", lw=1,
                        label=f"regularized asymptote E = {_ci(f['E'], f['E_ci'])}")
-    ens = [f for f in _fits(js, "ensemble", "K", D)]
-    if ens:
+    for ok, fill in ((True, None), (False, "none")):   # K -> inf per N: filled where identified
+        ens = [f for f in _fits(js, "ensemble", "K", D) if bool(f["identified"]) == ok]
+        if not ens:
+            continue
         N = [f["N"] for f in ens]
         allN.update(N)
         E = np.array([f["E"] for f in ens])
+        ys.extend(E)
         lo = np.array([f["E_ci"][0] if f["E_ci"][0] is not None else f["E"] for f in ens])
         hi = np.array([f["E_ci"][1] if f["E_ci"][1] is not None else f["E"] for f in ens])
         ax.errorbar(np.array(N) * 1e9, E, yerr=[E - lo, hi - E], fmt="D", color=colors["ensemble"], ms=6,
-                    capsize=3, label="ensemble, K -> inf (per N)")
+                    mfc=fill, capsize=3, label="ensemble, K -> inf" + ("" if ok else " (E not identified)"))
     for j in js["joint"]:
         if _base(j["recipe"]) == "ensemble" and j.get("D") == D and j["identified"]:
+            ys.append(j["E"])
             ax.axhline(j["E"], color=colors["joint"], ls=":", lw=1.5,
                        label=f"joint N, K -> inf: E = {_ci(j['E'], j['E_ci'])}")
     points("distill", "distilled student", "*")
@@ -121,6 +129,9 @@ def headline(singles, js, out_png, title=""):
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticklabels([params_label(t) for t in ticks])
+    if ys:
+        lo, hi = min(ys), max(ys)
+        ax.set_ylim(lo - 0.15 * (hi - lo) - 1e-3, hi + 0.15 * (hi - lo) + 1e-3)
     ax.set(xlabel="parameters N (including embeddings)", ylabel="validation loss (nats per token)",
            title=title or f"D = {D * 1e9:,.0f} tokens: loss vs model size")
     ax.grid(alpha=0.3)
@@ -173,7 +184,7 @@ def findings(singles, ens_rows, js):
     Ns = sorted(reg)
     if len(Ns) >= 2:
         steps = [reg[a][0] - reg[b][0] for a, b in zip(Ns, Ns[1:])]
-        ours = " > ".join(f"{reg[n][0]:.3f}" for n in Ns) + f" (sigma {sig:.3f})"
+        ours = ", ".join(f"{params_label(n * 1e9)}: {reg[n][0]:.3f}" for n in Ns) + f" (sigma {sig:.3f})"
         row("regularized loss falls monotonically in N", "yes, 4 sizes", ours,
             "every larger size better by > 2 sigma", all(s > 2 * sig for s in steps))
     # 4. E identified
@@ -227,8 +238,8 @@ def findings(singles, ens_rows, js):
     if len(mults) >= 2:
         ratio = max(m for _, m in mults) / min(m for _, m in mults)
         row("the gain is a roughly constant data multiplier across D", "similar slopes at 200M-1.6B",
-            ", ".join(f"{m:.2f}x at {d * 1e9:,.0f}" for d, m in mults), "largest / smallest multiplier < 1.5",
-            ratio < 1.5)
+            ", ".join(f"{m:.2f}x at {d * 1e9:,.0f}" for d, m in mults),
+            "every multiplier > 1.1 and largest / smallest < 1.5", ratio < 1.5 and min(m for _, m in mults) > 1.1)
     row("lower loss buys downstream accuracy", "+9% (ensemble), +7% (student)", "-", "evaluate.py", None)
     row("the recipe wins in continued pre-training", "17.5x data efficiency", "-", "the cpt preset", None)
     head = ["| finding (paper section 1) | paper | this miniature | criterion | verdict |", "|---|---|---|---|---|"]
