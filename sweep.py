@@ -488,14 +488,34 @@ def write_report(sweep, out):
         for r in points:
             f.write(json.dumps(r) + "\n")
     os.replace(pts + ".tmp", pts)
-    fit.main([pts, "--out", out])
+    if fit.main([pts, "--out", out]) == 2:      # too few points yet (a sweep part-way): tables only
+        fits = dict(fits=[], data_laws=[], joint=[], efficiency=[])
+    else:
+        with open(os.path.join(out, "fits.json")) as f:
+            fits = json.load(f)
     learning_curves(sweep, points, out)
-    with open(os.path.join(out, "fits.json")) as f:
-        fits = json.load(f)
+    downstream(sweep, out)
     text = summary_table(sweep, points, fits)
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(text)
     print(text)
+
+
+def downstream(sweep, out):
+    """The paper's downstream figure (evaluate.downstream_figure) over every run of the sweep that
+    `python evaluate.py RUN` has scored: its eval.json is kept beside the points (runs/eval/), so the
+    figure survives the run folders."""
+    import evaluate
+    keep = os.path.join(sweep.points_dir, "eval")
+    found = evaluate.collect_eval_jsons([sweep.runs_dir]) if os.path.isdir(sweep.runs_dir) else []
+    for path in found:
+        with open(path) as f:
+            os.makedirs(keep, exist_ok=True)
+            train.atomic_write_json(os.path.join(keep, os.path.basename(os.path.dirname(path)) + ".json"),
+                                    json.load(f))
+    kept = sorted(os.path.join(keep, n) for n in os.listdir(keep)) if os.path.isdir(keep) else []
+    if kept:
+        evaluate.downstream_figure(kept, os.path.join(out, "downstream.png"))
 
 
 def mean_sd(xs):

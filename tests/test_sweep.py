@@ -91,3 +91,20 @@ def test_findings_table_judges_each_row_by_its_stated_criterion():
     bad = report.findings(rows({1e-4: (2.00, [2.02, 2.02]), 2e-4: (1.90, [2.01, 2.01])}), [], js)
     assert [l for l in bad.splitlines() if "monotonically" in l][0].endswith("| not shown |")
     assert "lower loss buys downstream accuracy" in good and "not measured yet" in good
+
+
+def test_report_keeps_scored_runs_and_draws_the_downstream_figure(tmp_path):
+    sys.path.insert(0, REPO)
+    import sweep as sw
+    runs, out = tmp_path / "runs", tmp_path / "report"
+    s = sw.Sweep(sw.PRESETS["smoke"], "smoke", str(runs), results_dir=str(out))
+    task = lambda acc, chance: {"acc": acc, "acc_norm": acc, "chance": chance, "n": 100}
+    for i, (loss, acc) in enumerate([(2.0, 0.30), (1.8, 0.34)]):
+        (runs / f"r{i}").mkdir(parents=True)
+        ev = {"kind": "run", "val_loss": loss, "avg_error": 1 - acc, "tasks": {
+            "piqa": task(acc, 0.5), "sciq": task(acc, 0.25), "arc_easy": task(acc, 0.25)}}
+        json.dump(ev, open(runs / f"r{i}" / "eval.json", "w"))
+    os.makedirs(out)
+    sw.downstream(s, str(out))
+    assert (out / "downstream.png").stat().st_size > 1000
+    assert sorted(p.name for p in (out / "runs" / "eval").iterdir()) == ["r0.json", "r1.json"]
