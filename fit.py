@@ -48,7 +48,6 @@ DIR/fits.json and DIR/loss_vs_N.png, loss_vs_K.png, data_scaling.png (default DI
 """
 import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: on 2 cores a spinning BLAS thread doubles the time of many small fits
-import argparse
 import csv
 import json
 import math
@@ -523,7 +522,13 @@ def load_points(paths):
                 if path.endswith(".csv"):
                     recs = list(csv.DictReader(line for line in fh if not line.startswith("#")))
                 elif path.endswith(".jsonl"):
-                    recs = [json.loads(line) for line in fh if line.strip()]
+                    recs = []
+                    for i, line in enumerate(fh, 1):   # name the file's line, not the decoder's "line 1"
+                        try:
+                            recs.append(json.loads(line)) if line.strip() else None
+                        except ValueError as err:
+                            raise BadInput(f"cannot read {path}: line {i} is not JSON ({err.msg}); fix or "
+                                           f"remove that line")
                 else:
                     obj = json.load(fh)
                     recs = obj if isinstance(obj, list) else [obj]
@@ -744,7 +749,9 @@ def _clean(v):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Scaling-law fits: asymptotes with intervals, joint limit, data efficiency.")
+    from data import OneLineParser     # a bad flag is one line on stderr and exit code 2, as in every tool
+    ap = OneLineParser(description="Scaling-law fits: asymptotes with intervals, joint limit, data efficiency.",
+                       ranges=dict(n_boot=">= 0", seed=">= 0"))
     ap.add_argument("runs", nargs="+", help="run folders (searched recursively) or CSV/JSONL files of points")
     ap.add_argument("--out", default="fits", help="output folder for fits.json and PNGs")
     ap.add_argument("--n_boot", "--n-boot", dest="n_boot", type=int, default=400)

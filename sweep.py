@@ -478,7 +478,7 @@ def shard_models(models, i, n):
 
 
 def main(argv=None):
-    ap = train.OneLineParser(description=__doc__.strip().split("\n\n")[0])
+    ap = train.OneLineParser(description=__doc__.strip().split("\n\n")[0], ranges=dict(tflops="> 0"))
     ap.add_argument("--preset", choices=list(PRESETS), default="mini")
     ap.add_argument("--runs_dir", default=None, help="default runs/<preset>")
     ap.add_argument("--out", default=None, help="report folder, default results/<preset>")

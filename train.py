@@ -79,6 +79,14 @@ class TrainConfig:
     compile: str = "auto"         # auto (on for CUDA; on a CPU only for runs >= CPU_COMPILE_MIN_FLOPS) | true | false
 
 
+# The allowed range of every numeric field, beside the defaults: the command line refuses a value outside
+# it in one line (data.range_error; NaN and inf never pass), and so does train() for callers in Python.
+RANGES = dict(train_tokens=">= 0", seq_len=">= 1", val_tokens=">= 0", epochs="> 0", lr="> 0", wd=">= 0",
+              batch_size=">= 1", micro_batch=">= 0", warmup="[0, 1)", grad_clip="> 0", beta1="[0, 1)",
+              beta2="[0, 1)", seed=">= 0", data_seed=">= 0", mix_weight="[0, 1)", evals=">= 1",
+              log_every=">= 0", ckpt_every=">= 0")
+
+
 # Flags that change how a run executes but not what it learns: a run may be resumed with other values.
 RUN_ONLY = ("out_dir", "resume", "device", "compile", "evals", "log_every", "ckpt_every", "micro_batch", "attn",
             "recipe")
@@ -117,6 +125,8 @@ def field_help():
 
 def add_config_flags(p, skip=()):
     helps = field_help()
+    if hasattr(p, "ranges"):   # a OneLineParser checks the ranges right after parsing
+        p.ranges.update({k: v for k, v in RANGES.items() if k not in skip})
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
@@ -127,6 +137,9 @@ def add_config_flags(p, skip=()):
 
 
 def validate(cfg):
+    bad = data.range_error(asdict(cfg), RANGES)
+    if bad:
+        raise ConfigError(bad)
     if cfg.model not in PRESETS:
         raise ConfigError(f"unknown --model {cfg.model!r}; choose one of: {', '.join(PRESETS)}")
     if cfg.attn not in ("sdpa", "flex"):
@@ -137,16 +150,6 @@ def validate(cfg):
     if not (cfg.device in ("auto", "cpu") or (cfg.device.split(":")[0] == "cuda" and torch.cuda.is_available())):
         raise ConfigError(f"--device {cfg.device!r} is not available here; use auto, cpu, cuda or cuda:N "
                           f"(CUDA available: {torch.cuda.is_available()})")
-    if cfg.epochs <= 0:
-        raise ConfigError(f"--epochs must be > 0 (got {cfg.epochs})")
-    if cfg.wd < 0:
-        raise ConfigError(f"--wd must be >= 0 (got {cfg.wd}); it is decoupled: p -= lr*wd*p")
-    if cfg.lr <= 0:
-        raise ConfigError(f"--lr must be > 0 (got {cfg.lr})")
-    if cfg.batch_size <= 0 or cfg.seq_len <= 0:
-        raise ConfigError("--batch_size and --seq_len must be > 0")
-    if not 0 <= cfg.mix_weight < 1:
-        raise ConfigError(f"--mix_weight must be in [0, 1) (got {cfg.mix_weight})")
     if cfg.mix_weight > 0 and not cfg.mix_data:
         raise ConfigError("--mix_weight > 0 needs --mix_data (a prepared dataset of teacher samples)")
     if cfg.dtype not in ("auto", "float32", "bfloat16"):

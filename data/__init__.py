@@ -10,7 +10,7 @@ Modules: dataset.py (format, loading, windows), tokenizer.py, synthetic.py (the 
 and its entropy / Bayes limits), prepare.py (text -> dataset CLI), shards.py (llm.c shards).
 """
 
-from .dataset import (DATA_ROOT, Dataset, DataError, OneLineParser, Samples, Windows, load_dataset,
+from .dataset import (DATA_ROOT, Dataset, DataError, OneLineParser, Samples, Windows, load_dataset, range_error,
                       token_dtype, train_sequences, val_windows, write_dataset)
 from .tokenizer import get_tokenizer
 

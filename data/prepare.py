@@ -29,7 +29,7 @@ import sys
 
 import numpy as np
 
-from .dataset import DATA_ROOT, DataError, OneLineParser, shared_dir, write_dataset
+from .dataset import DATA_ROOT, DataError, OneLineParser, range_error, shared_dir, write_dataset
 from .tokenizer import get_tokenizer
 
 # The works by genre (Folio categories; Troilus, a "problem play", counted with the tragedies).
@@ -152,8 +152,9 @@ def default_out(input, tokenizer):
 def prepare(input, tokenizer="byte", out=None, val_fraction=0.1, val_docs=None, seed=0,
             source=None, force=False):
     """Tokenize input into a dataset folder; returns its path. See the module docstring."""
-    if not 0 < val_fraction < 1:
-        raise DataError(f"--val_fraction {val_fraction} must be between 0 and 1")
+    bad = range_error(dict(val_fraction=val_fraction, seed=seed), RANGES)
+    if bad:
+        raise DataError(bad)
     tok = get_tokenizer("r50k_base" if tokenizer == "gpt2" else tokenizer)
     out = out or default_out(input, tokenizer)
     extra = {}
@@ -212,8 +213,11 @@ def prepare(input, tokenizer="byte", out=None, val_fraction=0.1, val_docs=None, 
     return write_dataset(out, train, val, meta, force=force)
 
 
+RANGES = dict(val_fraction="(0, 1)", seed=">= 0")
+
+
 def main(argv=None):
-    ap = OneLineParser(description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(description=__doc__.split("\n\n")[0], ranges=RANGES)
     ap.add_argument("input", help="'shakespeare', a .txt file, or a folder of .txt files")
     ap.add_argument("--tokenizer", default="byte", help="byte, or a tiktoken encoding (r50k_base)")
     ap.add_argument("--out", default=None, help="dataset folder (default data/<input>_<tokenizer>)")
