@@ -496,6 +496,8 @@ def _row(d, src):
                  N=_billions(float(d["N"])), loss=float(loss),
                  D=_billions(float(d["D"])) if d.get("D") not in (None, "") else None,
                  K=int(float(d["K"])) if d.get("K") not in (None, "") else None, src=src,
+                 # train.py's flag for a run that looks diverged: shown, never dropped from a fit
+                 diverged=str(d.get("diverged", "")).lower() in ("true", "1"), run=d.get("run") or src,
                  config=tuple(str(d.get(k)) for k in ("epochs", "lr", "wd", "batch_size", "seq_len", "tokenizer",
                                                       "steps", "teacher", "mix")))
     except (TypeError, ValueError) as err:
@@ -585,7 +587,8 @@ def report(singles, ens, n_boot=400, seed=0):
         k = (rec, D, N)
         if k not in best or np.mean(v) < best[k][0]:
             best[k] = (float(np.mean(v)), len(v))
-    out_json = dict(kind="fits", sigma_seed=sigma_seed, fits=[], joint=[], data_laws=[], efficiency=[])
+    out_json = dict(kind="fits", sigma_seed=sigma_seed, fits=[], joint=[], data_laws=[], efficiency=[],
+                    diverged=sorted({str(r["run"]) for r in singles if r["diverged"]}))
     groups = sorted({(rec, D) for rec, D, _ in best}, key=str)
     nfits = {}
     for rec, D in groups:
@@ -650,6 +653,9 @@ def report(singles, ens, n_boot=400, seed=0):
 
 
 def print_table(js):
+    if js.get("diverged"):
+        print(f"note: {len(js['diverged'])} point(s) flagged diverged by train.py, kept in the fits: "
+              f"{', '.join(js['diverged'])}")
     rows = [(f, "N" if f["axis"].startswith("N") else f"K@N={_fmt(f['N'], 3)}") for f in js["fits"]]
     rows += [(f, "D") for f in js["data_laws"]]
     w = max([len(f["recipe"]) for f, _ in rows] + [6])

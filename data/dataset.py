@@ -228,13 +228,33 @@ def _how_to_create(spec):
 
 def _load_ours(path):
     with open(os.path.join(path, "meta.json")) as f:
-        meta = json.load(f)
+        try:
+            meta = json.load(f)
+        except ValueError as e:
+            raise DataError(f"{path}/meta.json is not valid JSON ({e}); recreate the dataset") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}/meta.json holds no object; recreate the dataset")
     missing = [key for key in REQUIRED_META if key not in meta]
     if missing:
         raise DataError(f"{path}/meta.json lacks {', '.join(missing)}; recreate the dataset")
-    train = _memmap(os.path.join(path, "train.bin"), meta["dtype"], meta["train_tokens"])
-    val = _memmap(os.path.join(path, "val.bin"), meta["dtype"], meta["val_tokens"])
+    try:
+        train = _memmap(os.path.join(path, "train.bin"), meta["dtype"], int(meta["train_tokens"]))
+        val = _memmap(os.path.join(path, "val.bin"), meta["dtype"], int(meta["val_tokens"]))
+    except DataError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{path}/meta.json has a bad dtype or token count ({e}); recreate the dataset") from None
+    for file, tokens in ((os.path.join(path, "train.bin"), train), (os.path.join(path, "val.bin"), val)):
+        check_token_ids(tokens, meta["vocab_size"], file)
     return Dataset(train, val, meta, os.path.abspath(path))
+
+
+def check_token_ids(tokens, vocab_size, file):
+    """Token ids >= the vocabulary would fail deep inside the embedding (an IndexError, or garbage on a
+    GPU); one pass of max() over the memmap when a file is opened names the file instead."""
+    if len(tokens) and int(tokens.max()) >= vocab_size:
+        raise DataError(f"{file} holds token id {int(tokens.max())}, outside the vocabulary of {vocab_size}; "
+                        f"the file does not belong to this tokenizer: recreate it")
 
 
 def _memmap(file, dtype, n_tokens, offset=0):

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from .dataset import Dataset, DataError, _memmap
+from .dataset import Dataset, DataError, _memmap, check_token_ids
 
 MAGIC, VERSION, HEADER_INTS = 20240520, 1, 256
 HEADER_BYTES = HEADER_INTS * 4
@@ -58,6 +58,8 @@ def load_shards(files, name):
     if not train_files or not val_files:
         raise DataError(f"{name}: found {len(train_files)} train and {len(val_files)} val "
                         f"shards; need at least one of each (names containing 'train' / 'val')")
+    for f in train_files + val_files:   # cheap on the memmap, and names the bad shard
+        check_token_ids(read_shard(f), GPT2_META["vocab_size"], f)
     train, val = _concat(map(read_shard, train_files)), _concat(map(read_shard, val_files))
     folder = os.path.dirname(os.path.abspath(files[0]))
     meta = {"name": os.path.basename(folder), **GPT2_META,
