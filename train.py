@@ -364,11 +364,14 @@ def lock_run_dir(out_dir, say=print):
     """Take out_dir/lock for the whole run: created exclusively, holding this PID and host, so two
     processes never train into one folder (their checkpoints and logs would interleave). A lock whose
     process is gone (same host, PID not running) is stale and taken over, with a line saying so.
-    Returns release(), which deletes the lock and the folder too if this call created it and it is
-    still empty (a refused run leaves nothing behind)."""
+    Returns release(), which deletes the lock, and the folders this call created while they are still
+    empty (a refused run leaves nothing behind)."""
     if os.path.isfile(out_dir):
         raise ConfigError(f"--out_dir {out_dir} is a file, not a folder; choose another --out_dir")
-    created = not os.path.isdir(out_dir)
+    created, d = [], os.path.abspath(out_dir)
+    while not os.path.exists(d):          # deepest first
+        created.append(d)
+        d = os.path.dirname(d)
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:
@@ -409,11 +412,11 @@ def lock_run_dir(out_dir, say=print):
     def release():
         if _read_lock(path) == me:
             os.remove(path)
-        if created:
+        for d in created:
             try:
-                os.rmdir(out_dir)   # only succeeds while empty
+                os.rmdir(d)         # only succeeds while empty
             except OSError:
-                pass
+                break
     return release
 
 
@@ -479,9 +482,7 @@ class StopSignal:
         return self
 
     def _handle(self, signum, frame):
-        if not self.signum:
-            self.signum = signum
-            print(f"signal {signum}: stopping after this step, a checkpoint follows", file=sys.stderr, flush=True)
+        self.signum = self.signum or signum
 
     def __exit__(self, *exc):
         import signal
@@ -500,17 +501,15 @@ def agree_on_stop(stop, world, device):
     return int(flag.item())
 
 
-def params_finite(model, probe=None):
-    """One fused check, on the device, at checkpoint time (never per step): every parameter is finite,
-    and so is the loss of these parameters on the probe batch. Finite but blown-up weights (an lr of
-    1e30 leaves ~1e30) give a non-finite loss at once, so a checkpoint that passes is one a lower --lr
-    can restart from. Returns (ok, max |weight|)."""
+def params_finite(model, loss=0.0):
+    """One fused check on the device at checkpoint time (never per step): the largest |weight| of all
+    parameters (NaN if any is NaN), read with one sync. `loss` is the loss of these weights (the eval's
+    val loss, or a probe): finite but blown-up weights (an lr of 1e30 leaves ~1e30) give a non-finite
+    loss at once, so a checkpoint that passes both is one a lower --lr can restart from.
+    Returns (ok, max |weight|)."""
     with torch.no_grad():
-        wmax = torch.stack(torch._foreach_norm([p.detach() for p in model.parameters()], math.inf)).max().float()
-        ok = torch.isfinite(wmax)
-        if probe is not None:
-            ok = ok & torch.isfinite(probe())
-        return bool(ok.item()), float(wmax)
+        wmax = float(torch.stack(torch._foreach_norm([p.detach() for p in model.parameters()], math.inf)).max())
+    return math.isfinite(wmax) and math.isfinite(loss), wmax
 
 
 def rerun_command(cfg, extra=(), world=1, same_entry=False):
@@ -827,12 +826,6 @@ def train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop)
             advice = f"no checkpoint was written; rerun with a lower learning rate: {rerun_command(cfg, ['--lr', lr], world)}"
         raise FloatingPointError(f"{what} at step {done}; {advice}")
 
-    probe_rows = torch.from_numpy(val_windows[:micro]).to(device)
-
-    def probe():   # the loss of the current weights on a few val windows (as train_step computes it)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            return raw_model(probe_rows[:, :-1], probe_rows[:, 1:])[1].float()
-
     # ---- the loop ----
     model.train()
     loss_acc = torch.zeros((), device=device)      # summed on device; read only at log steps (no sync per step)
@@ -876,8 +869,11 @@ def train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop)
             n_acc, t_log, tok_log = 0, time.time(), 0
             if is_ckpt or signum:
                 # every rank checks (DDP keeps the weights identical, so all agree) and only rank 0 saves
-                ok, wmax = params_finite(raw_model, None if is_eval else probe)
-                if not (ok and math.isfinite(rec.get("val_loss", 0.0))):
+                # the loss of these weights: the eval's, or one val batch's (the same compiled graph)
+                loss_now = rec["val_loss"] if is_eval else evaluate(eval_model, val_windows[:micro], micro,
+                                                                    device, dtype, skip)
+                ok, wmax = params_finite(raw_model, loss_now)
+                if not ok:
                     diverged(done, f"non-finite weights or loss on them (max |w| {wmax:.3g})", ckpt_step)
                 if master:
                     save_checkpoint(ckpt_path, raw_model, optimizer, done, cfg,

@@ -62,7 +62,7 @@ def test_every_numeric_train_flag_has_a_range_beside_its_default():
     ("train", ["--ckpt_every", "-3"], "--ckpt_every"),
     ("train", ["--wd", "nan"], "--wd"),
     ("sample", ["run", "--temperature", "-1"], "--temperature"),
-    ("sample", ["run", "--top_k", "-2"], "--top_k"),
+    ("sample", ["run", "--temperature", "nan"], "--temperature"),
     ("fit", ["x.jsonl", "--n_boot", "-1"], "--n_boot"),
     ("distill", ["--teacher", "t", "--alpha", "nan"], "--alpha"),
     ("distill", ["--teacher", "t", "--lr", "inf"], "--lr"),
@@ -124,6 +124,7 @@ def test_sweep_bad_dataset_is_one_line(tmp_path):
                         "--runs_dir", str(tmp_path / "runs")], capture_output=True, text=True, cwd=REPO, env=ENV,
                        timeout=300)
     assert_one_line_error(r, "nosuch")
+    assert not (tmp_path / "runs").exists()                         # nothing left behind
 
 
 def test_sweep_missing_corpus_is_one_line(tmp_path):
