@@ -67,7 +67,7 @@ def test_every_numeric_train_flag_has_a_range_beside_its_default():
     ("distill", ["--teacher", "t", "--alpha", "nan"], "--alpha"),
     ("distill", ["--teacher", "t", "--lr", "inf"], "--lr"),
     ("ensemble", ["--k", "-1"], "--k"),
-    ("ensemble", ["--k", "2", "--mix_weight", "nan"], "--mix_weight"),
+    ("ensemble", ["--k", "2", "--epochs", "nan"], "--epochs"),
     ("sweep", ["--tflops", "nan"], "--tflops"),
     ("data.prepare", ["x", "--val_fraction", "nan"], "--val_fraction"),
     ("data.synthetic", ["--alpha", "nan"], "--alpha"),
@@ -333,7 +333,9 @@ def test_sigterm_to_one_ddp_rank_stops_every_rank_at_one_step_and_resumes(tiny_d
     assert p.returncode != 0
     line = next(x for x in err.splitlines() if x.startswith("stopped by SIGTERM"))
     stopped = torch.load(out / "ckpt.pt", weights_only=True)["step"]
-    assert stopped % 4 == 0 and f"after step {stopped}/" in line                 # at a log step, saved
+    logged = [json.loads(x)["step"] for x in open(out / "log.jsonl")]
+    assert f"after step {stopped}/" in line and logged[-1] == stopped             # both at one log step, saved
+    assert not (out / "summary.json").exists()
     r = literally(line.split("resume with: ")[1])
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.load(open(out / "summary.json"))["world"] == 2
