@@ -820,7 +820,8 @@ def train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop)
             if master:
                 atomic_write_json(os.path.join(cfg.out_dir, "diverged.json"),
                                   {"step": done, "ckpt_step": ckpt_step, "lr": cfg.lr, "what": what})
-            advice = (f"the last good checkpoint (step {ckpt_step}, finite weights) is kept in {ckpt_path}; "
+            advice = (f"the last good checkpoint (step {ckpt_step}: finite weights, loss below log(V) + 1) is kept "
+                      f"in {ckpt_path}; "
                       f"restart from it with a lower learning rate: {rerun_command(cfg, ['--resume', '--lr', lr], world)}")
         else:
             advice = f"no checkpoint was written; rerun with a lower learning rate: {rerun_command(cfg, ['--lr', lr], world)}"
@@ -875,13 +876,18 @@ def train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop)
                 ok, wmax = params_finite(raw_model, loss_now)
                 if not ok:
                     diverged(done, f"non-finite weights or loss on them (max |w| {wmax:.3g})", ckpt_step)
-                if master:
+                # weights a nat worse than the uniform predictor have blown up: a restart from them fails
+                # too, so the previous checkpoint stays the one to go back to (a run that ends like this
+                # still writes its last one, and is flagged; a signal saves where it stopped)
+                healthy = loss_now <= math.log(ds.meta["vocab_size"]) + 1.0 or done == steps or signum
+                if master and healthy:
                     save_checkpoint(ckpt_path, raw_model, optimizer, done, cfg,
                                     {"wall_s": elapsed, "history": json.dumps(history), "dtype": dtype_name,
                                      "restarts": json.dumps(restarts)})
                     if os.path.exists(os.path.join(cfg.out_dir, "diverged.json")):   # past the divergence now
                         os.remove(os.path.join(cfg.out_dir, "diverged.json"))
-                ckpt_step = done
+                if healthy:
+                    ckpt_step = done
             if signum:
                 stop_at_checkpoint(signum, done, steps, ckpt_path, cfg, world, master)
             if is_eval and done == steps:

@@ -139,41 +139,51 @@ def test_sweep_missing_corpus_is_one_line(tmp_path):
 # ---------------------------------------------------------------------------- 1. divergence
 
 def test_a_diverged_run_keeps_a_finite_checkpoint_and_its_printed_advice_finishes_it(tiny_data, tmp_path):
+    calls = {"n": 0}
+
+    def poisoned(model, x, y):        # a loss spike: NaN from step 8 on, after a healthy start
+        calls["n"] += 1
+        loss = model(x, y)[1]
+        return loss * float("nan") if calls["n"] > 7 else loss
+
     out = tmp_path / "r"
-    flags = small_flags(tiny_data, out, lr=100, warmup=0.5, epochs=2) + ["--ckpt_every=2", "--log_every=1"]
-    r = run_train(*flags)
-    assert r.returncode == 3, r.stderr[-2000:]
-    line = r.stderr.strip().splitlines()[-1]
-    assert "last good checkpoint" in line and "restart from it with a lower learning rate: " in line, line
+    cfg = TrainConfig(dataset=tiny_data, out_dir=str(out), model="tiny-120k", train_tokens=8192, seq_len=32,
+                      batch_size=8, epochs=1, ckpt_every=3, log_every=1)
+    with pytest.raises(FloatingPointError) as e:
+        train.train(cfg, loss_fn=poisoned, quiet=True)
+    line = str(e.value)
+    assert "last good checkpoint (step 6" in line and "restart from it with a lower learning rate: " in line, line
     kept = torch.load(out / "ckpt.pt", weights_only=True)
-    assert all(torch.isfinite(t).all() for t in kept["model"].values())
-    assert os.path.exists(out / "diverged.json")
-    # a plain config change is still refused, and so is a higher lr
-    assert_one_line_error(run_train(*flags, "--resume", "--lr=200"), "lower --lr")
-    assert_one_line_error(run_train(*flags, "--resume", "--lr=1e-3", "--wd=0.1"), "wd")
-    done = literally(line.split("lower learning rate: ")[1])                       # word for word
+    assert kept["step"] == 6 and all(torch.isfinite(t).all() for t in kept["model"].values())
+    advice = line.split("lower learning rate: ")[1]
+    # only a lower lr is allowed, and nothing else may change
+    assert_one_line_error(literally(advice + " --lr=0.01"), "lower --lr")
+    assert_one_line_error(literally(advice + " --wd=0.3"), "wd")
+    done = literally(advice)                                                       # word for word
     assert done.returncode == 0, done.stderr[-2000:]
     assert "restarting after divergence" in done.stdout
     s = json.load(open(out / "summary.json"))
     c = json.load(open(out / "config.json"))
-    assert s["restarts"] == c["restarts"] and len(s["restarts"]) == 1
-    assert {k: s["restarts"][0][k] for k in ("step", "lr_before", "lr")} == {"step": kept["step"], "lr_before": 100.0,
-                                                                           "lr": 0.003}
-    assert s["restarts"][0]["diverged_at"] > kept["step"]
-    assert not os.path.exists(out / "diverged.json")
+    assert s["restarts"] == c["restarts"] == [{"step": 6, "lr_before": 3e-3, "lr": 1e-3, "diverged_at": 8}]
+    assert not os.path.exists(out / "diverged.json") and s["val_loss"] < math.log(65)
     steps = [json.loads(x)["step"] for x in open(out / "log.jsonl")]
     assert steps == list(range(1, s["steps"] + 1))                                 # one line per logged step
-    # the restart continues the cosine from the checkpoint's step at the new peak: no second warmup
+    # the cosine continues from the checkpoint's step at the new peak: no second warmup
     lrs = {json.loads(x)["step"]: json.loads(x)["lr"] for x in open(out / "log.jsonl")}
-    first = kept["step"] + 1
-    assert lrs[first] == pytest.approx(train.lr_at(first - 1, s["steps"], c["warmup_steps"], 0.003))
+    assert lrs[7] == pytest.approx(train.lr_at(6, s["steps"], c["warmup_steps"], 1e-3))
+    # a plain config change of a run that did not diverge is still refused
+    assert_one_line_error(literally(advice.replace("--lr 0.001", "--lr 0.0003")), "different lr")
 
 
-def test_a_run_stopped_on_divergence_without_a_checkpoint_says_rerun(tiny_data, tmp_path):
-    r = run_train(*small_flags(tiny_data, tmp_path / "r", lr=1e30), "--ckpt_every=1")
+def test_a_blown_up_run_keeps_no_checkpoint_and_the_advice_reruns_it(tiny_data, tmp_path):
+    out = tmp_path / "r"
+    r = run_train(*small_flags(tiny_data, out, lr=1e30, epochs=1), "--ckpt_every=1")
     assert r.returncode == 3
     line = r.stderr.strip().splitlines()[-1]
-    assert "no checkpoint was written" in line and not (tmp_path / "r" / "ckpt.pt").exists()   # 1e30 weights
+    assert "no checkpoint was written" in line and not (out / "ckpt.pt").exists()   # its weights were 1e30
+    done = literally(line.split("lower learning rate: ")[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.load(open(out / "summary.json"))["lr"] == 3e-3
 
 
 def test_check_divergence_flags_blow_ups_but_not_honest_overfitting(tmp_path):
