@@ -175,12 +175,16 @@ def test_a_diverged_run_keeps_a_finite_checkpoint_and_its_printed_advice_finishe
     assert_one_line_error(literally(advice.replace("--lr 0.001", "--lr 0.0003")), "different lr")
 
 
-def test_a_blown_up_run_keeps_no_checkpoint_and_the_advice_reruns_it(tiny_data, tmp_path):
+@pytest.mark.parametrize("flags", [
+    dict(lr=1e30, ckpt_every=1),                # weights of 1e30 after one step: the loss on them is not finite
+    dict(lr=100, warmup=0.5, ckpt_every=2),     # finite checkpoints at losses of 100s, then NaN: none worth keeping
+])
+def test_a_blown_up_run_keeps_no_checkpoint_and_the_advice_reruns_it(tiny_data, tmp_path, flags):
     out = tmp_path / "r"
-    r = run_train(*small_flags(tiny_data, out, lr=1e30, epochs=1), "--ckpt_every=1")
-    assert r.returncode == 3
+    r = run_train(*small_flags(tiny_data, out, epochs=2, **flags), "--log_every=1")
+    assert r.returncode == 3, r.stderr[-2000:]
     line = r.stderr.strip().splitlines()[-1]
-    assert "no checkpoint was written" in line and not (out / "ckpt.pt").exists()   # its weights were 1e30
+    assert "no checkpoint was written" in line and not (out / "ckpt.pt").exists(), line
     done = literally(line.split("lower learning rate: ")[1])
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.load(open(out / "summary.json"))["lr"] == 3e-3
