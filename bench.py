@@ -15,6 +15,7 @@ FlexAttention has no backward on CPU (torch 2.13): there --attn flex times the f
 
 FLOPs per token = 6 x (params minus input embedding) + 6 x layers x d x T (decisions.md).
 """
+import argparse
 import time
 import warnings
 
@@ -22,8 +23,14 @@ import torch
 
 from ensemble import StackedGPT, batched_step
 from model import GPT, PRESETS, config_from_preset, generate
-from train import (ConfigError, OneLineParser, TrainConfig, hardware_name, make_optimizer, peak_flops,
-                   resolve_device, train_step, validate)
+from train import (ConfigError, OneLineParser, TrainConfig, compile_model, hardware_name, make_optimizer,
+                   peak_flops, resolve_device, train_step, validate)
+
+
+# The batched-ensemble table is about many small members sharing a device: above these it runs at
+# ENSEMBLE_SMALL instead of the --vocab / --seq_len given for the main table.
+ENSEMBLE_MAX = {"vocab": 4096, "seq_len": 1024}
+ENSEMBLE_SMALL = {"vocab": 257, "seq_len": 256, "batch": 32}
 
 
 def sync(device):
@@ -55,7 +62,7 @@ def bench_train(name, args, device, dtype, use_compile):
     model = make_model(name, args).to(device)
     cfg = TrainConfig(lr=1e-3, wd=0.1)
     opt = make_optimizer(model, cfg, device)
-    fwd = torch.compile(model) if use_compile else model
+    fwd = compile_model(model) if use_compile else model
     x = torch.randint(0, args.vocab, (args.batch, args.seq_len + 1), device=device)
     if args.doc_mask:   # packed documents of 64 tokens, so the document mask is not trivial
         x[:, 63::64] = args.vocab - 1
@@ -112,7 +119,7 @@ def bench_ensemble(name, args, device, dtype, use_compile):
         x[..., 63::64] = args.vocab - 1
     one = models[0]
     opt = make_optimizer(one, cfg, device)
-    fwd = torch.compile(one) if use_compile else one
+    fwd = compile_model(one) if use_compile else one
     seq_s = time_steps(lambda: train_step(fwd, one, opt, [(x[0, :, :-1], x[0, :, 1:])], 1e-3, 1.0, 1, device, dtype),
                        args, device)
     stacked = StackedGPT(models, use_compile)
@@ -175,23 +182,37 @@ def main():
     if args.attn == "flex" and device.type == "cpu":
         print("# FlexAttention has no backward on CPU: training columns are '-', forward only")
         warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+    default_is_eager_fp32 = dtype == torch.float32 and not use_compile
     if args.models:
         print(f"| model | params | train tok/s | TFLOP/s | MFU | peak mem GiB | warmup+compile s | fwd tok/s | "
-              f"sample tok/s |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              f"sample tok/s | eager fp32 train tok/s | default / eager fp32 |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in filter(None, args.models.split(",")):
         r = bench_train(name, args, device, dtype, use_compile)
         s = "-" if args.no_sample else f"{bench_sample(name, args, device):,.0f}"
         if r["tok_s"] is None:
             train = "- | - | - | - | -"
+            ref = "- | -"
         else:
             mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
             mem = f"{r['mem_gib']:.2f}" if r["mem_gib"] is not None else "-"
             train = f"{r['tok_s']:,.0f} | {r['tflops']:.3f} | {mfu} | {mem} | {r['warmup_s']:.1f}"
-        print(f"| {name} | {r['params'] / 1e6:.2f}M | {train} | {r['fwd_tok_s']:,.0f} | {s} |", flush=True)
+            # the plain reference every speed-up is against: the same step, fp32, not compiled
+            if default_is_eager_fp32:
+                ref = f"{r['tok_s']:,.0f} | 1.00x (the default is eager fp32)"
+            else:
+                eager = bench_train(name, args, device, torch.float32, False)["tok_s"]
+                ref = f"{eager:,.0f} | {r['tok_s'] / eager:.2f}x"
+        print(f"| {name} | {r['params'] / 1e6:.2f}M | {train} | {r['fwd_tok_s']:,.0f} | {s} | {ref} |", flush=True)
     if args.ensemble and args.attn == "flex":
         print("# the ensemble table needs --attn sdpa (FlexAttention does not run under vmap): skipped")
     elif args.ensemble:
+        if args.vocab > ENSEMBLE_MAX["vocab"] or args.seq_len > ENSEMBLE_MAX["seq_len"]:
+            # K members at the paper's V and T would measure memory, not batching (and not fit)
+            print(f"\n# ensemble table at its own small shape (vocab {ENSEMBLE_SMALL['vocab']}, T "
+                  f"{ENSEMBLE_SMALL['seq_len']}, batch {ENSEMBLE_SMALL['batch']}): --vocab {args.vocab} / "
+                  f"--seq_len {args.seq_len} are paper-sized")
+            args = argparse.Namespace(**{**vars(args), **ENSEMBLE_SMALL, "doc_mask": False})
         print(f"\n| ensemble K={args.ensemble_k} | sequential member-tok/s | batched member-tok/s | "
               f"batched / sequential | peak mem GiB |")
         print("|---|---|---|---|---|")

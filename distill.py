@@ -52,7 +52,7 @@ import torch.nn.functional as F
 import data
 import train
 from ensemble import find_members
-from model import ensemble_log_probs, generate
+from model import chunked_logits, ensemble_log_probs, generate, head_logits
 from train import ConfigError, TrainConfig
 
 CORPUS_TIMES_D = 4     # default corpus size in units of D: "a few times D, reused across passes" (decisions.md)
@@ -216,21 +216,38 @@ def generate_corpus(models, paths, ds, out, n_tokens, seq_len, temperature=1.0, 
 # Logit distillation: (1 - a) CE + a T^2 KL(teacher || student) on the real batches
 
 def teacher_log_probs(models, x, temperature=1.0, combine="logits"):
-    """The teacher's combined log-distribution, softened by `temperature`, for inputs x (B, T): (B, T, V)."""
+    """The teacher's combined log-distribution, softened by `temperature`, for inputs x (B, T): (B, T, V).
+    Whole sequences at once: for short inputs and tests; kd_loss works in chunks instead."""
     logits = torch.stack([m(x)[0] / temperature for m in models])              # (K, B, T, V)
     return ensemble_log_probs(logits, combine)                                  # (B, T, V)
 
 
 def kd_loss(teachers, alpha=0.5, temperature=1.0, combine="logits"):
-    """A train.train loss_fn. T^2 keeps the KL's gradient on the CE's scale as T changes (Hinton et al.)."""
+    """A train.train loss_fn. T^2 keeps the KL's gradient on the CE's scale as T changes (Hinton et al.).
+    Student and teacher logits are made chunk by chunk of positions (model.chunked_logits), so no
+    (B, T, V) tensor of either exists at once nor is kept for backward."""
     def loss_fn(model, x, y):
-        logits, ce = model(x, y)                                                # (B, T, V), scalar
         if alpha == 0:
-            return ce
+            return model(x, y)[1]
+        h, _ = model(x, hidden=True)                                            # (B, T, C), through DDP/compile
+        head = getattr(model, "module", model)                                  # DDP keeps the GPT in .module
+        head = getattr(head, "_orig_mod", head).lm_head.weight                  # (V, C)
         with torch.no_grad():
-            t_logp = teacher_log_probs(teachers, x, temperature, combine)       # (B, T, V)
-        s_logp = F.log_softmax(logits.float() / temperature, dim=-1)            # (B, T, V)
-        kl = F.kl_div(s_logp.flatten(0, 1), t_logp.flatten(0, 1), reduction="batchmean", log_target=True)
+            t_hs = [m(x, hidden=True)[0] for m in teachers]                     # K x (B, T, C)
+        t_heads = [m.lm_head.weight for m in teachers]
+
+        def chunk(z, c):
+            """(CE sum, KL sum) over positions c; z (1, B, t, V) the student's fp32 logits there."""
+            with torch.no_grad():
+                t_logp = ensemble_log_probs(head_logits(t_hs, t_heads, c) / temperature, combine)  # (B, t, V)
+            V = z.size(-1)
+            ce = F.cross_entropy(z[0].reshape(-1, V), y[:, c].reshape(-1), reduction="sum")
+            s_logp = F.log_softmax(z[0] / temperature, dim=-1)                  # (B, t, V)
+            kl = F.kl_div(s_logp.reshape(-1, V), t_logp.reshape(-1, V), reduction="sum", log_target=True)
+            return torch.stack([ce, kl])
+
+        # chunks sized for the student's logits, its log-softmax and the K teachers' logits
+        ce, kl = chunked_logits(chunk, [h], [head], copies=2 + len(teachers)) / y.numel()   # means over B T
         return (1 - alpha) * ce + alpha * temperature ** 2 * kl
     return loss_fn
 

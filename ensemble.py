@@ -1,6 +1,7 @@
 """
 Ensembles (paper section 6): train K members that differ only in init seed and data order, then
-score the ensemble of the first k members for every k = 1..K by averaging their logits.
+score the ensemble of k members for every k = 1..K by averaging their logits (model.ensemble_log_probs),
+averaged over every subset of k members.
 
     python ensemble.py --k 8 --out_dir out/ens --model tiny-530k --epochs 8 --wd 0.4   # + any train.py flag
     torchrun --nproc_per_node 4 ensemble.py --k 8 --out_dir out/ens ...   # 4 members at a time, one per rank
@@ -19,14 +20,18 @@ model whose weights are stacked on a leading member dimension (torch.func vmap; 
 own init, data order, AdamW state and gradient clipping): the same runs, written to the same folders,
 at a multiple of the member-tokens/s where one small model cannot fill the device (bench.py measures it).
 
-Evaluation: one streaming pass over the val windows; per batch every member runs once, and running
-sums make each extra k cost O(1) (decisions.md):
+Evaluation: one streaming pass over the val windows; per batch every member runs once and every
+subset of members is combined by model.ensemble_log_probs (all C(K, k) subsets of each size k, or 64
+random ones where there are more):
     logits rule  log p = log_softmax(mean_i logits_i)            (the paper's; the default)
     probs rule   log p = logsumexp_i log_softmax(logits_i) - log k
+"losses"[k] is the mean over the k-subsets (a smooth curve in k: which members come first no longer
+matters), "losses_first"[k] the first k members alone.
 Members ordered by name (member_2 before member_10) must share tokenizer, vocab, dataset, seq_len
 and val windows. Writes DIR/ensemble.json (fit.py reads it; "members" are relative to its folder):
     {"kind": "ensemble", "recipe", "N", "N_nonembed", "D", "model", "epochs", "lr", "wd", "dataset",
-     "tokenizer", "vocab", "K", "combine", "losses": {"1": .., "K": ..}, "losses_probs" (if computed),
+     "tokenizer", "vocab", "K", "combine", "losses": {"1": .., "K": ..}, "losses_first", "subset_losses",
+     "losses_probs" (if computed),
      "member_losses", "member_mean", "members", "eval_s", "eval_s_one", "hardware", ...}
 """
 import argparse
@@ -34,6 +39,7 @@ import copy
 import dataclasses
 import datetime
 import glob
+import itertools
 import json
 import math
 import os
@@ -49,7 +55,7 @@ import torch.nn.functional as F
 
 import data
 import train
-from model import GPT
+from model import GPT, chunked_logits, ensemble_log_probs
 from train import ConfigError, TrainConfig, check_same_config
 
 # Flags that change how a run executes but not what it learns: a finished member trained with other
@@ -123,7 +129,8 @@ class StackedGPT:
         self.buffers = dict(models[0].named_buffers())                # rotary tables: the same for every member
         with torch.device("meta"):
             self.base = GPT(self.cfg)                                 # the functional template, no storage
-        self.loss = torch.compile(self._loss) if use_compile else self._loss
+        self.base.checkpoint_head = False     # torch.utils.checkpoint fails under vmap (its recompute runs outside it)
+        self.loss = train.compile_model(self._loss) if use_compile else self._loss
 
     def _loss(self, x, y):
         """x, y (K, B, T) -> (K,) each member's mean cross-entropy on its own batch (GPT.forward's)."""
@@ -259,7 +266,7 @@ def train_members_batched(cfg, K, vary="both", local_rank=0, quiet=False):
             rows from its own data order."""
             idx = [s.micro_indices(step, B, 0, 1, accum) for s in streams]
             for m in range(accum):
-                w = torch.from_numpy(np.stack([train_windows.get(ix[m]) for ix in idx])).to(device, non_blocking=True)
+                w = train.to_device(np.stack([train_windows.get(ix[m]) for ix in idx]), device)   # (K, micro, T+1)
                 yield w[..., :-1], w[..., 1:]
 
         def load_member(j):
@@ -274,9 +281,7 @@ def train_members_batched(cfg, K, vary="both", local_rank=0, quiet=False):
                 k = min(len(train_windows), len(val_windows))
                 rec["train_eval_loss"] = train.evaluate(model, train_windows.get(np.arange(k)), micro, device,
                                                         dtype, skip)
-            with torch.no_grad():
-                rec["param_norm"] = math.sqrt(sum(p.float().pow(2).sum().item()
-                                                  for p in model.optimizer_groups(0)[0]["params"]))
+            rec["param_norm"] = train.param_norm(model)
             return rec
 
         def save(j, step, wall):
@@ -341,37 +346,79 @@ def train_members_batched(cfg, K, vary="both", local_rank=0, quiet=False):
 # ----------------------------------------------------------------------------
 # Evaluation: one streaming pass, every k at once
 
+def member_subsets(K, max_per_k=64, seed=0):
+    """For k = 1..K, the sets of k members the ensemble curve averages over: all C(K, k) of them, or
+    max_per_k distinct ones drawn at random (fixed seed) when there are more."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k in range(1, K + 1):
+        if math.comb(K, k) <= max_per_k:
+            out[k] = list(itertools.combinations(range(K), k))
+        else:
+            picks = set()
+            while len(picks) < max_per_k:
+                picks.add(tuple(sorted(rng.choice(K, k, replace=False).tolist())))
+            out[k] = sorted(picks)
+    return out
+
+
 @torch.no_grad()
-def ensemble_losses(models, tokens, T, n, batch, device, dtype, skip=0, rules=("logits",)):
-    """Mean val loss of each member and of the first-k ensemble for k = 1..K under each rule, over the
-    first n windows of T+1 tokens of `tokens` (as data.val_windows cuts them). Windows are gathered
-    per batch from the (memory-mapped) tokens, so memory does not grow with the val set.
-    Returns {"member": [K losses], rule: [K losses, index k-1], ...}."""
+def ensemble_losses(models, tokens, T, n, batch, device, dtype, skip=0, rules=("logits",), max_per_k=64):
+    """Mean val loss of each member, of the first-k ensemble and of every member subset (see
+    member_subsets) under each rule, over the first n windows of T+1 tokens of `tokens` (as
+    data.val_windows cuts them). Windows are gathered per batch from the (memory-mapped) tokens, so
+    memory does not grow with the val set.
+    Returns {"member": [K losses], rule: [first-k losses, index k-1], rule + "_subsets": {subset: loss}}.
+    Why subsets: the loss of the first k members swings with which members happen to come first; the
+    mean over all k-subsets is the expected loss of a k-ensemble, a smooth curve to fit in k."""
     K = len(models)
     for m in models:
         m.eval()
-    sums = {name: torch.zeros(K, dtype=torch.float64, device=device) for name in ("member", *rules)}
+    subsets = [S for k, group in member_subsets(K, max_per_k).items() if k > 1 for S in group]
+    firsts = [tuple(range(k)) for k in range(2, K + 1)]
+    scored = list(dict.fromkeys(firsts + subsets))                 # each combination scored once
+    sums = {"member": torch.zeros(K, dtype=torch.float64, device=device)}
+    for rule in rules:
+        sums[rule] = torch.zeros(len(scored), dtype=torch.float64, device=device)
     windows = data.Windows(tokens, n, T)
     count = 0
     for i in range(0, n, batch):
-        w = torch.from_numpy(windows.get(np.arange(i, min(i + batch, n)))).to(device)   # (B, T+1)
+        w = train.to_device(windows.get(np.arange(i, min(i + batch, n))), device)       # (B, T+1)
         x, y = w[:, :-1], w[:, 1:]                                                        # (B, T)
-        logit_sum = logp_sum = None
-        for j, m in enumerate(models):
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                logits = m(x)[0].float()                                                  # (B, T, V)
-            # the same call, batch and fp64 accumulation as train.evaluate, so k = 1 matches it exactly
-            sums["member"][j] += train.cross_entropy_sum(logits, y, skip).double()
-            if "logits" in rules:
-                logit_sum = logits if logit_sum is None else logit_sum + logits          # (B, T, V)
-                sums["logits"][j] += train.cross_entropy_sum(logit_sum / (j + 1), y, skip).double()
-            if "probs" in rules:
-                logp = F.log_softmax(logits, dim=-1)                                      # (B, T, V)
-                logp_sum = logp if logp_sum is None else torch.logaddexp(logp_sum, logp)  # log sum_i p_i
-                # logp_sum - log k is already normalized; cross_entropy's log_softmax leaves it be
-                sums["probs"][j] += train.cross_entropy_sum(logp_sum - math.log(j + 1), y, skip).double()
+        autocast = lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+        with autocast():
+            hs = [m(x, hidden=True)[0] for m in models]                                   # K x (B, T, C)
+
+        def score(z, c):
+            """Loss sums of this chunk of positions: [each member alone (K), then every scored subset
+            under each rule]. z (K, B, t, V) fp32 member logits."""
+            yc, V = y[:, c].reshape(-1), z.size(-1)                                       # (B t,)
+            ce = lambda logits: F.cross_entropy(logits.reshape(-1, V), yc, reduction="sum")
+            # the same call on the same chunks as GPT.forward's loss, so k = 1 equals train.evaluate exactly
+            out = [ce(z[j]) for j in range(K)]
+            for rule in rules:
+                out += [ce(ensemble_log_probs(z[list(S)], rule)) for S in scored]          # CE of log-probs
+            return torch.stack(out)
+
+        with autocast():   # the head runs under autocast as inside GPT.forward
+            got = chunked_logits(score, hs, [m.lm_head.weight for m in models], start=skip, copies=K + 3).double()
+        sums["member"] += got[:K]
+        for r, rule in enumerate(rules):
+            sums[rule] += got[K + r * len(scored):K + (r + 1) * len(scored)]
         count += y[:, skip:].numel()
-    return {name: (s / count).tolist() for name, s in sums.items()}
+    member = (sums["member"] / count).tolist()
+    out = {"member": member}
+    for rule in rules:
+        loss = dict(zip(scored, (sums[rule] / count).tolist()))
+        loss.update({(j,): l for j, l in enumerate(member)})       # a one-member "ensemble" is the member
+        out[rule] = [loss[tuple(range(k))] for k in range(1, K + 1)]
+        out[rule + "_subsets"] = {S: loss[S] for k in range(1, K + 1) for S in member_subsets(K, max_per_k)[k]}
+    return out
+
+
+def subset_curve(subset_losses, K):
+    """{subset: loss} -> [mean loss over the k-subsets, k = 1..K]."""
+    return [float(np.mean([l for S, l in subset_losses.items() if len(S) == k])) for k in range(1, K + 1)]
 
 
 def natural_key(path):
@@ -392,6 +439,19 @@ def find_members(paths, flag="--members"):
             is_run = os.path.exists(os.path.join(h, "summary.json")) or os.path.exists(os.path.join(h, "ckpt.pt"))
             found += inner if inner and not is_run else [h]
     return sorted({os.path.normpath(f) for f in found}, key=natural_key)
+
+
+def run_micro_batch(path, config):
+    """The micro-batch a run trained with (what --micro_batch auto chose is in its config.json): a batch
+    size its device is known to hold."""
+    fixed = train.fixed_micro_batch(config.get("micro_batch"))
+    if fixed:
+        return fixed
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            return int(json.load(f)["micro_batch"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return config["batch_size"]
 
 
 def load_members(paths, device):
@@ -416,7 +476,7 @@ def load_members(paths, device):
         m = min(len(ds.val), c["val_tokens"] or len(ds.val))
         sets.append({"tokenizer": ds.meta["tokenizer"], "vocab": ds.meta["vocab_size"], "dataset": ds.path,
                      "seq_len": T, "val windows": (m - 1) // T, "eval_skip": int(ds.meta.get("eval_skip", 0)),
-                     "_ds": ds, "_batch": c["micro_batch"] or c["batch_size"]})
+                     "_ds": ds, "_batch": run_micro_batch(p, c)})
     for key in ("tokenizer", "vocab", "dataset", "seq_len", "val windows", "eval_skip"):
         for p, s in zip(paths[1:], sets[1:]):
             if s[key] != sets[0][key]:
@@ -466,8 +526,14 @@ def evaluate_ensemble(paths, device_flag="auto", dtype_flag="auto", combine="log
         "D": common("D"), "model": common("model"), "epochs": common("epochs"), "lr": common("lr"),
         "wd": common("wd"), "batch_size": common("batch_size"), "seq_len": vs["seq_len"],
         "dataset": common("dataset"), "tokenizer": vs["tokenizer"], "vocab": vs["vocab"], "K": K,
-        "combine": main_rule, "losses": {str(k + 1): l for k, l in enumerate(res[main_rule])},
-        **({"losses_probs": {str(k + 1): l for k, l in enumerate(res["probs"])}} if "probs" in rules else {}),
+        "combine": main_rule, "n_members": K,
+        # the loss of a k-ensemble averaged over every k-subset of the members (what fit.py fits in k),
+        # and that of the first k members, the subsets one by one, and the probability rule's versions
+        "losses": {str(k + 1): l for k, l in enumerate(subset_curve(res[main_rule + "_subsets"], K))},
+        "losses_first": {str(k + 1): l for k, l in enumerate(res[main_rule])},
+        "subset_losses": {",".join(map(str, S)): l for S, l in res[main_rule + "_subsets"].items()},
+        **({"losses_probs": {str(k + 1): l for k, l in enumerate(subset_curve(res["probs_subsets"], K))},
+            "losses_probs_first": {str(k + 1): l for k, l in enumerate(res["probs"])}} if "probs" in rules else {}),
         "member_losses": res["member"], "member_mean": sum(res["member"]) / K, "member_best": min(res["member"]),
         "members": [os.path.relpath(os.path.abspath(p), os.path.dirname(os.path.abspath(out))) for p in paths],
         "seeds": [s.get("seed") for s in summaries], "data_seeds": [s.get("data_seed") for s in summaries],
@@ -489,7 +555,9 @@ def evaluate_ensemble(paths, device_flag="auto", dtype_flag="auto", combine="log
         print(f"members: {' '.join(f'{l:.4f}' for l in res['member'])} | mean {result['member_mean']:.4f}, "
               f"best {res['member'][best]:.4f} ({paths[best]})")
         print(f"ensemble of {K} ({main_rule} rule): {res[main_rule][-1]:.4f}; "
-              f"best member minus ensemble = {res['member'][best] - res[main_rule][-1]:+.4f} nats")
+              f"best member minus ensemble = {res['member'][best] - res[main_rule][-1]:+.4f} nats; "
+              f"mean over k-subsets, k = 1..{K}: "
+              + " ".join(f"{l:.4f}" for l in result["losses"].values()))
         print(f"eval: {eval_s:.2f}s for {K} members, {eval_s_one:.2f}s for one ({eval_s / eval_s_one:.2f}x) "
               f"-> {out}")
     return result

@@ -16,12 +16,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
 # FlexAttention is only fast compiled (it then generates one fused kernel for the mask): the first GPT
 # with attn="flex" wraps it once (importing the compiler takes seconds, so not at import time). On
 # CPU the eager version runs: forward only (torch 2.13 has no CPU backward for it), for tests.
 flex_attention_compiled = None
+
+# scaled_dot_product_attention(enable_gqa=True) appeared in torch 2.5
+SDPA_GQA = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 5)
 
 
 @dataclass
@@ -61,6 +65,8 @@ PRESETS = {
     "tiny-2.1m":  (192,    672,  4,       6,      6),
     "tiny-3.8m":  (256,    896,  4,       8,      8),
     "tiny-7.6m":  (256,    896,  8,       8,      8),
+    "tiny-17m":   (384,    1344, 8,       6,      6),
+    "tiny-45m":   (512,    1792, 12,      8,      8),
 }
 
 
@@ -167,19 +173,23 @@ class Attention(nn.Module):
             attend = flex_attention_compiled if x.device.type == "cuda" else flex_attention
             y = attend(q, k, v, block_mask=mask, enable_gqa=self.n_kv_head != self.n_head)  # (B, H, T, hd)
             return self.o(y.transpose(1, 2).contiguous().view(B, T, -1))
+        gqa = {}
         if self.n_kv_head != self.n_head:
-            rep = self.n_head // self.n_kv_head
-            k = k.repeat_interleave(rep, dim=1)                                  # (B, H, Tk, hd)
-            v = v.repeat_interleave(rep, dim=1)
+            if SDPA_GQA:   # SDPA reads kv head h // rep for query head h itself: no copies of K and V
+                gqa = {"enable_gqa": True}
+            else:          # torch < 2.5
+                rep = self.n_head // self.n_kv_head
+                k = k.repeat_interleave(rep, dim=1)                              # (B, H, Tk, hd)
+                v = v.repeat_interleave(rep, dim=1)
         Tk = k.size(2)
         if mask is not None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)          # document-causal
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **gqa)   # document-causal
         elif Tk == T:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)          # (B, H, T, hd)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, **gqa)   # (B, H, T, hd)
         else:
             # T new queries after Tk - T cached keys: query i sees keys 0 .. Tk - T + i
             mask = torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril(Tk - T)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **gqa)
         y = y.transpose(1, 2).contiguous().view(B, T, -1)                        # (B, T, C)
         return self.o(y)
 
@@ -213,6 +223,8 @@ class Block(nn.Module):
 # The model
 
 class GPT(nn.Module):
+    checkpoint_head = True   # recompute each chunk's logits in backward (chunked_logits); off under vmap
+
     def __init__(self, cfg):
         super().__init__()
         if cfg.attn not in ("sdpa", "flex"):
@@ -247,8 +259,15 @@ class GPT(nn.Module):
             n -= self.embed.weight.numel() + self.lm_head.weight.numel()
         return n
 
-    def forward(self, idx, targets=None, kv_cache=None, pos=0):
-        """idx: (B, T) token ids. Returns logits (B, T, V) and, with targets, the mean CE loss."""
+    def forward(self, idx, targets=None, kv_cache=None, pos=0, reduction="mean", skip=0, hidden=False):
+        """idx: (B, T) token ids. Three uses:
+          model(idx)              -> (logits (B, T, V) fp32, None): sampling, parity tests, short inputs
+          model(idx, targets)     -> (None, cross-entropy): training and evaluation. No (B, T, V) tensor
+                                     is returned, and none exists at once (chunked_logits below)
+          model(idx, hidden=True) -> (final hidden states (B, T, C), None), for chunked_logits callers
+                                     (ensemble scoring, logit distillation)
+        With targets: reduction "mean" or "sum" over the targets of positions skip.. (targets equal to
+        -100 are left out: evaluation masks padded rows that way)."""
         B, T = idx.shape
         assert pos + T <= self.cfg.block_size, f"sequence length {pos + T} > block_size {self.cfg.block_size}"
         cos, sin = self.rope_cos[pos:pos + T], self.rope_sin[pos:pos + T]       # (T, hd/2)
@@ -256,12 +275,12 @@ class GPT(nn.Module):
         x = self.embed(idx)                                                       # (B, T, C)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, None if kv_cache is None else kv_cache[i], mask)
-        x = self.norm(x)
-        logits = self.lm_head(x).float()                                          # (B, T, V) fp32
+        x = self.norm(x)                                                          # (B, T, C)
+        if hidden:
+            return x, None
         if targets is None:
-            return logits, None
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
-        return logits, loss
+            return self.lm_head(x).float(), None                                  # (B, T, V) fp32
+        return None, chunked_cross_entropy(x, self.lm_head.weight, targets, reduction, skip, self.checkpoint_head)
 
     def attention_mask(self, idx, kv_cache=None):
         """The mask every block uses in this forward pass: None means plain causal (SDPA's is_causal
@@ -309,6 +328,69 @@ class GPT(nn.Module):
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
         """Sample continuations of idx (B, T0) with a KV cache; returns (B, T0 + max_new_tokens)."""
         return generate([self], idx, max_new_tokens, temperature, top_k, generator)
+
+
+# ----------------------------------------------------------------------------
+# Chunked output head. At the paper's shapes (V = 128,256, T = 4096) one sequence's fp32 logits take
+# 2 GiB, and autograd would keep them (or their log-softmax) for backward. So every loss over the
+# vocabulary goes through chunked_logits: the positions are cut into chunks whose fp32 logits stay
+# under LOGIT_CHUNK_ELEMENTS, each chunk's logits are made, reduced and dropped, and when gradients
+# are recorded each chunk is checkpointed (its logits are recomputed in backward, one extra head
+# forward) so nothing of size (B, T, V) is saved either. Small shapes (the tiny presets: 32 x 256 x
+# 257 = 2.1M logits) are one chunk, computed exactly as an unchunked head would.
+
+LOGIT_CHUNK_ELEMENTS = 2**25     # fp32 logits per chunk: 128 MiB (e.g. 256 tokens at V = 128,256)
+
+
+def logit_chunks(T, rows, V, start=0):
+    """Slices of the positions start..T-1 such that rows x len(slice) x V logits fit one chunk."""
+    per = max(1, LOGIT_CHUNK_ELEMENTS // max(1, rows * V))
+    return [slice(s, min(s + per, T)) for s in range(start, T, per)]
+
+
+def head_logits(hs, heads, c):
+    """(K, B, t, V) fp32 logits at positions c (a slice) of K models with final hidden states hs[k]
+    (B, T, C) and output-head weights heads[k] (V, C)."""
+    z = [F.linear(h[:, c], w).float() for h, w in zip(hs, heads)]                # K x (B, t, V)
+    return z[0].unsqueeze(0) if len(z) == 1 else torch.stack(z)
+
+
+def chunked_logits(fn, hs, heads, start=0, copies=None, checkpoint=True):
+    """The one chunked log-prob API: sum over position chunks c of fn(head_logits(hs, heads, c), c),
+    for final hidden states hs from model(idx, hidden=True); combine members with
+    ensemble_log_probs(z, rule) inside fn. Chunks are sized for `copies` (B, t, V) tensors at once
+    (default len(hs)). Gradients flow to hs and heads without keeping any chunk's logits for backward
+    (checkpoint=False keeps them: for torch.func.vmap, where checkpoint fails: its recompute runs
+    outside the vmap)."""
+    B, T, _ = hs[0].shape
+    chunks = logit_chunks(T, B * (copies or len(hs)), heads[0].size(0), start)
+
+    def one(c, *hs):
+        return fn(head_logits(hs, heads, c), c)
+
+    recompute = checkpoint and len(chunks) > 1 and torch.is_grad_enabled()
+    total = 0
+    for c in chunks:
+        if recompute:
+            total = total + torch.utils.checkpoint.checkpoint(one, c, *hs, use_reentrant=False)
+        else:
+            total = total + one(c, *hs)
+    return total
+
+
+def chunked_cross_entropy(h, weight, targets, reduction="mean", skip=0, checkpoint=True):
+    """Cross-entropy of the output head weight (V, C) on final hidden states h (B, T, C) against
+    targets (B, T), over positions skip..T-1, chunked (chunked_logits). Targets -100 are ignored."""
+    V = weight.size(0)
+    if len(logit_chunks(h.size(1), h.size(0), V, skip)) == 1:   # one chunk: F.cross_entropy's own mean
+        return chunked_logits(lambda z, c: F.cross_entropy(z[0].reshape(-1, V), targets[:, c].reshape(-1),
+                                                           reduction=reduction), [h], [weight], skip)
+    total = chunked_logits(lambda z, c: F.cross_entropy(z[0].reshape(-1, V), targets[:, c].reshape(-1),
+                                                        reduction="sum"), [h], [weight], skip,
+                           checkpoint=checkpoint)
+    if reduction == "sum":
+        return total
+    return total / (targets[:, skip:] != -100).sum()
 
 
 def ensemble_log_probs(logits, rule="logits"):

@@ -32,6 +32,8 @@ def main(argv=None):
         from ensemble import find_members
         runs = [r for r in args.runs if r.endswith(".pt")] + find_members([r for r in args.runs if not r.endswith(".pt")], flag="run") \
             if any(not r.endswith(".pt") for r in args.runs) else args.runs
+        if torch.device(args.device).type == "cuda":
+            torch.set_float32_matmul_precision("high")   # TF32 for this fp32 path, as train.resolve_device sets
         models, metas = [], []
         for r in runs:
             m, ckpt = load_model(r, args.device)

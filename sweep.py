@@ -38,26 +38,51 @@ from train import TrainConfig
 # over-parameterization (params / tokens ~0.5-5) rather than its absolute sizes (section 9).
 
 PRESETS = {
+    # byte-level Shakespeare at D = 256 KiB, designed from probe runs (the miniature issue): here the
+    # model-size effect is 4-13x the seed noise (at 64 KiB it was below it). Sizes 1.7-2.1x apart over
+    # 11x in N; lr fixed at the probes' 3e-3 and narrow grids so the sweep fits ~6 core-hours; seed 0
+    # searches, seeds 1-3 are fresh draws at the searched point and double as ensemble members.
     "mini": dict(
         dataset="shakespeare_byte", prepare=["shakespeare", "--tokenizer", "byte"],
-        D=65_536, data_budgets=[16_384, 32_768], seq_len=128, batch_size=8, val_tokens=131_072,
-        models=["tiny-67k", "tiny-120k", "tiny-240k", "tiny-530k"],
-        epochs=[2, 4, 8, 16, 32], lr=[1e-3, 3e-3, 1e-2], wd=[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8],
-        std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=0.8),
-        seeds=2, K=4, distill_model="tiny-120k", mix_weight=0.5, corpus_mult=2, max_moves=3,
-        reg_axes=["epochs", "lr", "wd"], member_settings=["x1"], reg_data_budgets=True),
-    # a generated bigram source (data/synthetic.py) where the limits are known exactly: every report
-    # line can sit next to the Bayes-optimal loss for that D and the entropy rate. V = 256 keeps the
-    # 256 x 256 table within the tiny models' reach (at V = 1024 they stay ~1 nat above Bayes).
+        D=262_144, data_budgets=[65_536, 131_072], seq_len=128, batch_size=8, val_tokens=65_536,
+        std_budgets=[1_048_576], std_budget_models=["tiny-950k"], std_budget_start=dict(epochs=4),
+        models=["tiny-67k", "tiny-120k", "tiny-240k", "tiny-530k", "tiny-950k"],
+        epochs=[4, 8, 16, 32], lr=[3e-3], wd=[0.1, 0.4, 0.8, 1.6, 3.2, 6.4],
+        std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=1.6),
+        std_axes=["epochs"], reg_axes=["epochs", "wd"], max_moves=2, budget_max_moves=1,
+        seeds=4, std_seeds=2, budget_seeds=2, K=4,
+        member_settings=["x1", "shift"], member_probe=["tiny-67k", "tiny-120k"],
+        distill_model="tiny-120k", distill_seeds=2, mix_weight=0.5, corpus_mult=2, reg_data_budgets=True),
+    # a generated Markov source (data/synthetic.py) whose limits are known exactly, so every asymptote
+    # sits next to the Bayes-optimal loss for its D and the entropy rate. The default V = 1024 source
+    # at D = 128K: probe runs (the miniature issue) showed loss falling strongly with N there (8 epochs,
+    # wd 1.6: 3.476 / 3.273 / 3.004 at tiny-67k / 240k / 950k) yet 0.27+ nats above the Bayes floor
+    # 2.729: capacity-limited, the regime of "bigger is better, down to an asymptote". (The earlier
+    # V = 256 bigram was learned by the smallest model: no N effect.)
     "synthetic": dict(
         dataset="data_synthetic", prepare=None,
-        source=dict(V=256, k=1, s=16, alpha=0.3, n_train=262_144, n_val=65_536, seed=7),
-        D=32_768, data_budgets=[8_192, 16_384], seq_len=128, batch_size=16, val_tokens=32_768,
+        source=dict(V=1024, k=1, s=32, alpha=0.3, n_train=1_048_576, n_val=65_536, seed=1234),
+        D=131_072, data_budgets=[32_768, 65_536], seq_len=128, batch_size=8, val_tokens=32_768,
+        std_budgets=[524_288], std_budget_models=["tiny-950k"], std_budget_start=dict(epochs=4),
         models=["tiny-67k", "tiny-120k", "tiny-240k", "tiny-530k", "tiny-950k"],
-        epochs=[2, 4, 8, 16, 32], lr=[1e-3, 3e-3, 1e-2, 3e-2], wd=[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8],
+        epochs=[4, 8, 16, 32], lr=[3e-3], wd=[0.1, 0.4, 0.8, 1.6, 3.2, 6.4],
         std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=1.6),
-        seeds=3, K=4, distill_model="tiny-120k", mix_weight=0.5, corpus_mult=2, max_moves=3,
-        reg_axes=["epochs", "lr", "wd"], member_settings=["x1"]),
+        std_axes=["epochs"], reg_axes=["epochs", "wd"], max_moves=2, budget_max_moves=1,
+        seeds=4, std_seeds=2, budget_seeds=2, K=4,
+        member_settings=["x1", "shift"], member_probe=["tiny-67k", "tiny-120k"],
+        distill_model="tiny-120k", distill_seeds=2, mix_weight=0.5, corpus_mult=2, reg_data_budgets=True),
+    # one H100/H200 in about 5 minutes (predicted, not yet run): byte-level Shakespeare at D = 1 MiB,
+    # 1M-46M parameters, one wd step each way around the probes' point, eager (compiling four shapes
+    # would take longer than training them). Members train one after another.
+    "gpu": dict(
+        dataset="shakespeare_byte", prepare=["shakespeare", "--tokenizer", "byte"],
+        D=1_048_576, data_budgets=[], seq_len=256, batch_size=32, val_tokens=262_144,
+        models=["tiny-950k", "tiny-3.8m", "tiny-17m", "tiny-45m"],
+        epochs=[4, 8, 16], lr=[3e-3], wd=[0.1, 0.4, 0.8, 1.6, 3.2],
+        std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=0.8),
+        std_axes=["epochs"], reg_axes=["wd"], max_moves=1, seeds=4, std_seeds=1, K=4,
+        member_settings=["x1"], distill_model="tiny-3.8m", distill_seeds=1, mix_weight=0.5, corpus_mult=1,
+        device="cuda", compile="false"),
     # the whole pipeline in a couple of minutes (CI runs it): nothing here is meant to show anything
     "smoke": dict(
         dataset="data_smoke", prepare=None,
@@ -79,6 +104,18 @@ PRESETS = {
         std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=16, lr=3e-3, wd=0.8),
         seeds=1, K=5, distill_model="300m", mix_weight=0.75, corpus_mult=4, max_moves=10,
         reg_data_budgets=True),
+    # continued pre-training in miniature (the paper's section 1 CPT result, stage_cpt): a base model
+    # pretrained on one generated source, then continued on another (different tables: a real domain
+    # shift, and both limits exact): (a) the default recipe, one pass at wd 0.1, at D and 2-8x D (its data
+    # law) against (b) the paper's: D epoched with tuned wd, and an ensemble of K continued members.
+    "cpt": dict(
+        dataset="data_cpt_domain", prepare=None,
+        source=dict(V=256, k=1, s=16, alpha=0.3, n_train=524_288, n_val=32_768, seed=11),
+        base_source=dict(V=256, k=1, s=16, alpha=0.3, n_train=1_048_576, n_val=32_768, seed=7),
+        base=dict(model="tiny-950k", D=1_048_576, epochs=4, lr=3e-3, wd=0.1),
+        D=32_768, data_budgets=[65_536, 131_072, 262_144, 524_288], seq_len=128, batch_size=16, val_tokens=32_768,
+        models=["tiny-950k"], epochs=[1, 2, 4, 8, 16, 32], lr=[1e-3], wd=[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4],
+        reg_start=dict(epochs=8, lr=1e-3, wd=0.8), K=8, max_moves=4, cpt=True),
 }
 STD_WD = 0.1
 
@@ -103,11 +140,25 @@ def at_budget(D_run, budget, seq_len):
 
 
 class Sweep:
-    def __init__(self, preset, name, runs_dir, dry_run=False, dataset=None):
+    """runs_dir holds the run folders (checkpoints; git-ignored). results_dir/runs/ holds a copy of
+    every finished run's summary.json and every ensemble evaluation, written as each one lands, so
+    that committing results_dir keeps them: a point found there is done and never retrained, on any
+    machine, whether or not its run folder still exists."""
+    def __init__(self, preset, name, runs_dir, dry_run=False, dataset=None, results_dir=None):
         self.p, self.name, self.runs_dir, self.dry = preset, name, runs_dir, dry_run
         self.dataset = dataset or preset["dataset"]
+        self.points_dir = os.path.join(results_dir or os.path.join("results", name), "runs")
         self.planned = []         # dry run: configs that would train
         self.t0 = time.time()
+
+    def point_path(self, cfg_or_name):
+        name = cfg_or_name if isinstance(cfg_or_name, str) else os.path.basename(cfg_or_name.out_dir)
+        return os.path.join(self.points_dir, name + ".json")
+
+    def keep(self, name, obj):
+        """Copy a finished run's summary (or an ensemble evaluation) into results_dir/runs/."""
+        os.makedirs(self.points_dir, exist_ok=True)
+        train.atomic_write_json(self.point_path(name), obj)
 
     def config(self, model, epochs, lr, wd, seed=0, D=None, **extra):
         D = D or self.p["D"]
@@ -115,16 +166,22 @@ class Sweep:
         if extra.get("mix_data"):
             name += "_" + extra.pop("tag")
         extra.pop("tag", None)
+        if "device" in self.p:
+            extra.setdefault("device", self.p["device"])
+            extra.setdefault("compile", self.p.get("compile", "auto"))
         return TrainConfig(dataset=self.dataset, train_tokens=D, seq_len=self.p["seq_len"],
                            batch_size=self.p["batch_size"], val_tokens=self.p["val_tokens"], model=model,
                            epochs=epochs, lr=lr, wd=wd, seed=seed, data_seed=seed, evals=4, resume=True,
                            out_dir=os.path.join(self.runs_dir, name), **extra)
 
     def run(self, cfg, trainer=None):
-        """Train cfg unless finished; return its val loss."""
+        """Train cfg unless finished (a committed point, or a finished run folder); return its val loss."""
         path = os.path.join(cfg.out_dir, "summary.json")
-        if os.path.exists(path):
-            with open(path) as f:
+        if not os.path.exists(self.point_path(cfg)) and os.path.exists(path):
+            with open(path) as f:                      # finished before points were kept: keep it now
+                self.keep(os.path.basename(cfg.out_dir), json.load(f))
+        if os.path.exists(self.point_path(cfg)):
+            with open(self.point_path(cfg)) as f:
                 s = json.load(f)
             seen = (s["dataset"], s["seq_len"], s["batch_size"])
             if seen != (cfg.dataset, cfg.seq_len, cfg.batch_size):
@@ -140,9 +197,19 @@ class Sweep:
         else:
             t = time.time()
             s = trainer(cfg) if trainer else train.train(cfg, quiet=True)
+            self.keep(os.path.basename(cfg.out_dir), s)
             print(f"[{(time.time() - self.t0) / 60:5.1f} min] {os.path.basename(cfg.out_dir)}: "
                   f"val {s['val_loss']:.4f} train {s['train_loss']:.4f} ({time.time() - t:.0f}s)", flush=True)
         return s["val_loss"]
+
+    def ensure_checkpoints(self, cfgs, why):
+        """Stages that read weights (ensemble scoring, distillation) need the run folders: a member
+        whose point is committed but whose folder is gone (a fresh clone) is retrained, deterministically."""
+        for c in cfgs:
+            if not os.path.exists(os.path.join(c.out_dir, "ckpt.pt")) and not self.dry:
+                print(f"{why}: {os.path.basename(c.out_dir)} is done but its checkpoint is not here "
+                      f"({c.out_dir}); retraining it", flush=True)
+                train.train(c, quiet=True)
 
     def guess(self, cfg):
         """Dry run: a made-up but well-behaved loss surface, so the search takes typical paths."""
@@ -159,7 +226,8 @@ class Sweep:
         point = {a: min(grids[a], key=lambda v: abs(math.log((v + 1e-3) / (start[a] + 1e-3)))) for a in axes}
         fixed = {k: v for k, v in start.items() if k not in axes}
         loss = lambda pt: self.run(self.config(model, D=D, **fixed, **pt))
-        for _ in range(self.p["max_moves"]):
+        moves = self.p["max_moves"] if D is None else self.p.get("budget_max_moves", self.p["max_moves"])
+        for _ in range(moves):
             centre = loss(point)
             best, best_loss = point, centre
             for nb in grid_neighbours(grids, point):
@@ -176,27 +244,38 @@ class Sweep:
               + (" (dry run: a made-up loss)" if self.dry else ""))
 
     # ------------------------------------------------------------------
-    def stage_standard(self, models, D=None, lrs=None):
-        """wd fixed at 0.1; search epochs and lr (at a smaller data budget: epochs only, at the lr
-        found at the main budget, to save compute: the data law needs the best loss per D)."""
+    def fresh_seeds(self, m, pt, n, D=None):
+        """Seeds 1 .. n-1 at the searched point: fresh draws, reported apart from the search's seed 0
+        (which won a comparison of near-ties and so sits low by selection)."""
+        for seed in range(1, n):
+            self.run(self.config(m, seed=seed, D=D, **pt))
+
+    def stage_standard(self, models, D=None, lrs=None, start=None, seeds=None):
+        """wd fixed at 0.1; search epochs and lr (std_axes; at another data budget: epochs only, at the
+        lr found at the main budget, to save compute: the data law needs the best loss per D)."""
         out = {}
+        if seeds is None:
+            seeds = self.p.get("std_seeds", 1) if D is None else self.p.get("budget_seeds", 1)
         for m in models:
-            start = {**self.p["std_start"], "wd": STD_WD, **({"lr": lrs[m]["lr"]} if lrs else {})}
-            pt, l, cert = self.coordinate_descent(m, start, ["epochs"] if lrs else ["epochs", "lr"], D)
+            begin = {**self.p["std_start"], **(start or {}), "wd": STD_WD,
+                     **({"lr": lrs[m]["lr"]} if lrs and m in lrs else {})}
+            axes = ["epochs"] if lrs else self.p.get("std_axes", ["epochs", "lr"])
+            pt, l, cert = self.coordinate_descent(m, begin, axes, D)
+            self.fresh_seeds(m, pt, seeds, D)
             out[m] = pt
             self.say("standard ", m, D, pt, l, cert)
         return out
 
     def stage_regularized(self, models, std, D=None):
-        """Search (epochs, lr, wd) from the standard optimum's epochs and lr; a preset may fix lr at
-        the standard optimum (reg_axes) to save compute."""
+        """Search (epochs, lr, wd) from the standard optimum's epochs and lr; a preset may search fewer
+        axes (reg_axes) to save compute. Then fresh seeds at the optimum (error bars, and the members of
+        the unshifted ensemble)."""
         out = {}
         axes = self.p.get("reg_axes", ["epochs", "lr", "wd"])
         for m in models:
             start = dict(self.p["reg_start"], **{k: std[m][k] for k in ("epochs", "lr") if m in std})
             pt, l, cert = self.coordinate_descent(m, start, axes, D)
-            for seed in range(1, self.p["seeds"]):          # error bars at the optimum
-                self.run(self.config(m, seed=seed, D=D, **pt))
+            self.fresh_seeds(m, pt, self.p["seeds"] if D is None else self.p.get("budget_seeds", self.p["seeds"]), D)
             out[m] = pt
             self.say("regularized", m, D, pt, l, cert)
         return out
@@ -208,28 +287,78 @@ class Sweep:
         return {k: v for k, v in {"x1": pt, "shift": shifted}.items()
                 if k in self.p.get("member_settings", ["x1", "shift"])}
 
-    def stage_ensembles(self, models, reg):
+    def ensemble(self, m, pt):
+        """Train (or find) K members at pt and score them; returns ensemble.json's dict (None in a
+        dry run). Member i = seed i: members 1.. are the regularized point's fresh seeds when pt is it."""
+        cfgs = [self.config(m, seed=i, **pt) for i in range(self.p["K"])]
+        for c in cfgs:
+            self.run(c)
+        name = f"ensemble_{os.path.basename(cfgs[0].out_dir)}"      # named after member 0's config
+        if os.path.exists(self.point_path(name)):
+            with open(self.point_path(name)) as f:
+                return json.load(f)
+        if self.dry:
+            return None
         import ensemble
+        self.ensure_checkpoints(cfgs, f"ensemble {m}")
+        res = ensemble.evaluate_ensemble([c.out_dir for c in cfgs], combine="both", quiet=True,
+                                         out=os.path.join(self.runs_dir, name + ".json"))
+        self.keep(name, res)
+        return res
+
+    @staticmethod
+    def k_asymptote(res):
+        """An ensemble's K -> inf loss: the fitted E of its subset-averaged curve, or its largest-K loss
+        where the fit fails."""
+        import fit
+        K = sorted(int(k) for k in res["losses"])
+        try:
+            f = fit.fit_power_law(K, [res["losses"][str(k)] for k in K], n_boot=0, loo=False)
+            return f.E if math.isfinite(f.E) else res["losses"][str(K[-1])]
+        except ValueError:
+            return res["losses"][str(K[-1])]
+
+    def stage_ensembles(self, models, reg):
+        """Ensembles per N. decisions.md: members at the paper's shift (2x epochs, 1/2 wd) unless
+        measurement says otherwise; with member_probe, both settings are measured at those sizes and
+        the unshifted point is used elsewhere only if it had the lower K -> inf asymptote at every one."""
+        probe = [m for m in self.p.get("member_probe", []) if m in reg]
+        settings = self.p.get("member_settings", ["x1", "shift"])
+        choice = None
+        if probe and len(settings) == 2:
+            wins = []
+            for m in probe:
+                E = {tag: self.k_asymptote(r) for tag, pt in self.member_settings(reg[m]).items()
+                     if (r := self.ensemble(m, pt)) is not None}
+                if len(E) == 2:
+                    wins.append(E["x1"] < E["shift"])
+                    print(f"member setting at {m}: K -> inf loss {E['x1']:.4f} unshifted, {E['shift']:.4f} "
+                          f"shifted (2x epochs, wd / 2)", flush=True)
+            if len(wins) == len(probe):
+                choice = "x1" if all(wins) else "shift"
+                print(f"members elsewhere: {'unshifted' if choice == 'x1' else 'shifted'} (measured at {', '.join(probe)})")
+            elif self.dry:
+                choice = "shift"
+                print("dry run: the member setting follows the probe's real losses; planned as shifted "
+                      "(the costlier case)")
+            else:
+                print("member setting undecided: the probe sizes are in another shard; rerun when it is done")
         best = {}
         for m in models:
             for tag, pt in self.member_settings(reg[m]).items():
-                cfgs = [self.config(m, seed=i, **pt) for i in range(self.p["K"])]
-                for c in cfgs:
-                    self.run(c)
-                # named after member 0's config: the evaluation of these very members
-                path = os.path.join(self.runs_dir, f"ensemble_{os.path.basename(cfgs[0].out_dir)}.json")
-                if os.path.exists(path) and all(os.path.exists(os.path.join(c.out_dir, "summary.json")) for c in cfgs):
-                    with open(path) as f:
-                        res = json.load(f)
-                elif self.dry:
+                if m not in probe and choice is not None and tag != choice:
                     continue
-                else:
-                    res = ensemble.evaluate_ensemble([c.out_dir for c in cfgs], combine="both", quiet=True, out=path)
-                L = res["losses"]
-                print(f"ensemble  {m} {tag} {pt}: k=1..{self.p['K']} "
-                      + " ".join(f"{L[str(k)]:.4f}" for k in range(1, self.p["K"] + 1)))
-                if m not in best or L[str(self.p["K"])] < best[m][1][str(self.p["K"])]:
-                    best[m] = ([c.out_dir for c in cfgs], L, pt)
+                if probe and m not in probe and choice is None:     # undecided: wait for the probe
+                    continue
+                res = self.ensemble(m, pt)
+                if res is None:
+                    continue
+                L, K = res["losses"], self.p["K"]
+                print(f"ensemble  {m} {tag} {pt}: k=1..{K} (mean over k-subsets) "
+                      + " ".join(f"{L[str(k)]:.4f}" for k in range(1, K + 1)), flush=True)
+                members = [self.config(m, seed=i, **pt) for i in range(K)]
+                if m not in best or self.k_asymptote(res) < self.k_asymptote(best[m][1]):
+                    best[m] = (members, res, pt)
         return best
 
     def stage_distill(self, reg, ens):
@@ -243,13 +372,74 @@ class Sweep:
         members, _, _ = ens[m]
         for tag, teacher, recipe in (("ens", members, "distill"), ("self", members[:1], "self-distill")):
             # named after the teacher's config: a corpus is reused only for the same teacher
-            corpus = os.path.abspath(os.path.join(self.runs_dir, "corpus_" + os.path.basename(members[0]) + f"_{tag}"))
-            for seed in range(self.p["seeds"]):
+            corpus = os.path.abspath(os.path.join(self.runs_dir, "corpus_" + os.path.basename(members[0].out_dir) + f"_{tag}"))
+            for seed in range(self.p.get("distill_seeds", self.p["seeds"])):
                 cfg = self.config(m, seed=seed, **reg[m], mix_weight=self.p["mix_weight"], recipe=recipe,
                                   tag=f"{tag}distill", mix_data=corpus)
-                self.run(cfg, trainer=lambda c: distill.distill(
-                    c, teacher, mode="seq", corpus=corpus, corpus_tokens=self.p["corpus_mult"] * self.p["D"],
-                    corpus_seed=0, quiet=True))
+
+                def trainer(c, teacher=teacher, corpus=corpus):
+                    self.ensure_checkpoints(teacher, f"distillation teacher for {os.path.basename(c.out_dir)}")
+                    return distill.distill(c, [t.out_dir for t in teacher], mode="seq", corpus=corpus,
+                                           corpus_tokens=self.p["corpus_mult"] * self.p["D"], corpus_seed=0,
+                                           quiet=True)
+                self.run(cfg, trainer=trainer)
+
+
+    def stage_cpt(self, out):
+        """The cpt preset end to end: pretrain the base on base_source, then continue it on the domain
+        source (train.py --init_from: fresh optimizer, schedule and data order) with (a) the default
+        recipe: one pass at wd 0.1 at D and every data budget, and (b) the paper's: D epoched, (epochs,
+        wd) searched, and K members at the optimum, logit-averaged. The members start from the same base
+        weights (seed changes nothing), so they differ only in data order. Writes out/points.jsonl and
+        fit.py's report, whose efficiency rows are (b)'s multiplier over (a)'s data law."""
+        import dataclasses
+        import fit
+        from data import synthetic
+        p, b = self.p, self.p["base"]
+        base_data = os.path.join(self.runs_dir, "data_cpt_base")
+        if not self.dry and not os.path.exists(os.path.join(base_data, "meta.json")):
+            synthetic.generate(base_data, **p["base_source"])
+        base = self.config(b["model"], b["epochs"], b["lr"], b["wd"], D=b["D"])
+        base = dataclasses.replace(base, dataset=base_data, recipe="base",
+                                   out_dir=os.path.join(self.runs_dir, "base_" + os.path.basename(base.out_dir)))
+        self.run(base)
+        if not self.dry:      # the continued runs start from its weights: a committed point is not enough
+            self.ensure_checkpoints([base], "cpt base")
+        cont = Sweep(p, self.name, os.path.join(self.runs_dir, "continued"), self.dry, self.dataset,
+                     results_dir=os.path.dirname(self.points_dir))
+        cont.planned, m, src = self.planned, b["model"], dict(init_from=base.out_dir)   # one plan for the dry run
+        before = cont.config(m, 1, p["lr"][0], STD_WD, **src, eval_only=True, recipe="base")   # base on the domain
+        before = dataclasses.replace(before, out_dir=before.out_dir + "_before")
+        if not self.dry:      # an evaluation, no training: not part of the plan
+            cont.run(before)
+        default = [cont.config(m, 1, p["lr"][0], STD_WD, D=D, **src, recipe="cpt-default")
+                   for D in [p["D"]] + p["data_budgets"]]
+        for c in default:
+            cont.run(c)
+        pt, loss, cert = cont.coordinate_descent(m, {**p["reg_start"], **src, "recipe": "cpt-tuned"}, ["epochs", "wd"])
+        cont.say("cpt tuned", m, None, {k: pt[k] for k in ("epochs", "lr", "wd")}, loss, cert)
+        ens = cont.ensemble(m, pt)          # K members at the tuned point, scored (None in a dry run)
+        if self.dry:
+            return
+        # the points, labelled by role: fit.py measures every recipe against "standard" of the same data
+        rows = []
+        for recipe, cfgs in (("base before CPT", [before]), ("standard", default), ("cpt tuned", [cont.config(m, **pt)])):
+            for c in cfgs:
+                with open(cont.point_path(c)) as f:     # the kept summary: the run folder may be gone
+                    s = json.load(f)
+                rows.append({**{k: v for k, v in s.items() if k != "history"}, "recipe": recipe, "run": c.out_dir})
+        K = str(ens["K"])
+        rows.append({**{k: ens[k] for k in ("N", "D", "dataset", "tokenizer", "epochs", "lr", "wd", "seq_len")},
+                     "recipe": f"cpt ensemble K={K}", "val_loss": ens["losses"][K],
+                     "member_losses": ens["member_losses"], "init_from": base.out_dir})
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "points.jsonl.tmp"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        os.replace(os.path.join(out, "points.jsonl.tmp"), os.path.join(out, "points.jsonl"))
+        fit.main([os.path.join(out, "points.jsonl"), "--out", out])
+        print(f"cpt: every continued run starts from {base.out_dir}; the {K} members differ only in data order; "
+              f"base before CPT {rows[0]['val_loss']:.4f}, ensemble {ens['losses'][K]:.4f} "
+              f"(members {' '.join(f'{l:.4f}' for l in ens['member_losses'])})")
 
 
 # ----------------------------------------------------------------------------
@@ -262,16 +452,16 @@ def collect_points(sweep):
     own label, and one "ensemble" row per ensemble evaluation. Read from disk, so the report is the
     same whether the sweep ran in one process, in shards, or across sessions."""
     rows = []
-    for name in sorted(os.listdir(sweep.runs_dir)):
-        path = os.path.join(sweep.runs_dir, name)
-        if name.startswith("ensemble_") and name.endswith(".json"):
-            with open(path) as f:
-                rows.append({**json.load(f), "recipe": "ensemble"})
+    names = sorted(os.listdir(sweep.points_dir)) if os.path.isdir(sweep.points_dir) else []
+    for name in names:
+        path = os.path.join(sweep.points_dir, name)
+        if not name.endswith(".json"):
             continue
-        if not os.path.exists(os.path.join(path, "summary.json")):
-            continue
-        with open(os.path.join(path, "summary.json")) as f:
+        with open(path) as f:
             s = json.load(f)
+        if name.startswith("ensemble_"):
+            rows.append({**s, "recipe": "ensemble"})
+            continue
         if s["dataset"] != sweep.dataset:
             continue
         s = {k: v for k, v in s.items() if k != "history"}
@@ -291,7 +481,7 @@ def write_report(sweep, out):
     import fit
     points = collect_points(sweep)
     if not points:
-        raise train.ConfigError(f"no finished runs in {sweep.runs_dir}; run the sweep first")
+        raise train.ConfigError(f"no finished runs in {sweep.points_dir}; run the sweep first")
     os.makedirs(out, exist_ok=True)
     pts = os.path.join(out, "points.jsonl")
     with open(pts + ".tmp", "w") as f:
@@ -314,6 +504,11 @@ def mean_sd(xs):
     return f"{xs.mean():.3f}{sd} (n={len(xs)})"
 
 
+def fresh(losses, seed0):
+    """'mean ± sd (n) of the fresh seeds; seed 0: x' (only seed 0 where no fresh seed was trained)."""
+    return f"{mean_sd(losses)}; seed 0: {seed0:.3f}" if losses else f"{seed0:.3f} (seed 0 only)"
+
+
 def summary_table(sweep, points, fits):
     """The sweep's key numbers as markdown (results/<preset>/summary.md; the README quotes it)."""
     D, K = sweep.p["D"], sweep.p["K"]
@@ -330,19 +525,22 @@ def summary_table(sweep, points, fits):
                 by.setdefault((r["epochs"], r["lr"], r["wd"]), {})[r["seed"]] = r["val_loss"]
         seed0 = {c: v[0] for c, v in by.items() if 0 in v}
         if not seed0:
-            return None, [], ""
+            return None, [], "", None
         cfg = min(seed0, key=seed0.get)
-        axes = sweep.p.get("reg_axes", ["epochs", "lr", "wd"]) if recipe == "regularized" else ["epochs", "lr"]
+        axes = (sweep.p.get("reg_axes", ["epochs", "lr", "wd"]) if recipe == "regularized"
+                else sweep.p.get("std_axes", ["epochs", "lr"]))
         point = dict(zip(("epochs", "lr", "wd"), cfg))
         missing = sum((nb["epochs"], nb["lr"], nb["wd"]) not in seed0
                       for nb in grid_neighbours({a: sweep.p[a] for a in axes}, point))
         cert = "certified" if missing == 0 else f"no certificate: {missing} neighbours untrained"
-        return cfg, [by[cfg][k] for k in sorted(by[cfg])], cert
+        return cfg, [by[cfg][k] for k in sorted(by[cfg]) if k != 0], cert, seed0[cfg]
 
     lines = [f"# {sweep.name}: D = {D:,} tokens of {sweep.dataset}, T = {sweep.p['seq_len']}, "
              f"batch {sweep.p['batch_size']}\n",
-             "The searched point per recipe is the lowest seed-0 loss (as the search chooses); its "
-             "loss is the mean ± sd over every seed trained there (extra seeds and ensemble members).\n",
+             "The searched point per recipe is the lowest seed-0 loss (as the search chooses); it is "
+             "reported as the mean ± sd of the fresh seeds trained there (seeds 1.., which are also the "
+             "unshifted ensemble's members), with the search's own seed-0 loss after it: that one won a "
+             "comparison of near-ties and sits low by selection.\n",
              f"| model | N | standard: best (epochs, lr) -> val | regularized: best (epochs, lr, wd) -> val "
              f"| ensemble k=1..{K} (logit rule) | k={K} prob rule |", "|---|---|---|---|---|---|"]
     ens = {}   # per model, the member setting whose largest ensemble is best
@@ -352,14 +550,14 @@ def summary_table(sweep, points, fits):
             if o is None or r["losses"][str(r["K"])] < o["losses"][str(o["K"])]:
                 ens[r["model"]] = r
     for m in sweep.p["models"]:
-        (sc, sl, scert), (rc, rl, rcert) = best("standard", m), best("regularized", m)
-        if not sl:
+        (sc, sl, scert, s0), (rc, rl, rcert, r0) = best("standard", m), best("regularized", m)
+        if sc is None or rc is None:
             continue
         N = next(r["N"] for r in main if r.get("model") == m)
         e = ens.get(m)
         el = " / ".join(f"{e['losses'][str(k)]:.3f}" for k in range(1, e["K"] + 1)) if e else "-"
         ep = f"{e['losses_probs'][str(e['K'])]:.3f}" if e and "losses_probs" in e else "-"
-        lines.append(f"| {m} | {N:,} | {sc[:2]} -> {mean_sd(sl)}, {scert} | {rc} -> {mean_sd(rl)}, {rcert} | {el} | {ep} |")
+        lines.append(f"| {m} | {N:,} | {sc[:2]} -> {fresh(sl, s0)}, {scert} | {rc} -> {fresh(rl, r0)}, {rcert} | {el} | {ep} |")
     lines += ["", "| fit | x | E (asymptote) | 90% interval | identified | note |", "|---|---|---|---|---|---|"]
     for f in fits["fits"] + fits["data_laws"]:
         x = f["axis"] if "N" not in f or f["N"] is None or f["axis"] != "K" else f"K at N={f['N'] * 1e9:,.0f}"
@@ -376,6 +574,21 @@ def summary_table(sweep, points, fits):
                   "|---|---|---|---|"]
         for d in sorted(lim):
             lines.append(f"| {d:,} | {lim[d]['bayes']:.4f} | {lim[d]['entropy']:.4f} | {lim[d]['entropy_rate']:.4f} |")
+        # every asymptote beside its gap to the floors at its D. The Bayes predictor is optimal in
+        # expectation over sources, not for this one: an asymptote below it is flagged, not refused.
+        lines += ["", "| asymptote | D | E [90%] | E - Bayes(D) | E - true source | note |", "|---|---|---|---|---|---|"]
+        for f in fits["fits"] + fits["joint"]:
+            D_f = round(f["D"] * 1e9) if f.get("D") else None
+            near = min(lim, key=lambda d: abs(d - D_f)) if D_f else None
+            if near is None or abs(near - D_f) > sweep.p["seq_len"] + 1 or f.get("axis", "N").startswith("D"):
+                continue
+            b, h, (lo, hi) = lim[near]["bayes"], lim[near]["entropy"], f["E_ci"]
+            flag = "below the Bayes floor by more than its interval: look at it" if hi is not None and hi < b else ""
+            what = f["recipe"].split(" [")[0] + (f" (K at N={f['N'] * 1e9:,.0f})" if f.get("axis") == "K" else
+                                                 " (joint)" if "E_N" in f else " (N)")
+            ci = f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""
+            lines.append(f"| {what} | {near:,} | {f['E']:.3f} {ci} | {f['E'] - b:+.3f} | {f['E'] - h:+.3f} | "
+                         f"{flag or ('' if f['identified'] else 'E not identified')} |")
     if fits["efficiency"]:
         lines += ["", "| data efficiency vs standard | D | loss | of | standard's best at D | multiplier | note |",
                   "|---|---|---|---|---|---|---|"]
@@ -384,10 +597,11 @@ def summary_table(sweep, points, fits):
             lines.append(f"| {e['recipe'].split(' [')[0]} | {e['D'] * 1e9:,.0f} | {e['loss']:.3f} | {e['of']} | "
                          f"{e['baseline_loss']:.3f} | {mult} | {e['warning'] or ''} |")
     m = sweep.p["distill_model"]
-    rc, single, _ = best("regularized", m)   # students trained at the regularized point, as the sweep does
+    rc, single, _, r0 = best("regularized", m)   # students trained at the regularized point, as the sweep does
+    single = single or ([r0] if r0 is not None else [])
     stud = {rec: [r["val_loss"] for r in points if r["recipe"] == rec and r.get("model") == m
                   and (r["epochs"], r["lr"], r["wd"]) == rc] for rec in ("distill", "self-distill")}
-    if m in ens and stud["distill"]:
+    if m in ens and stud["distill"] and single:
         L1, LK = np.mean(single), ens[m]["losses"][str(ens[m]["K"])]
         lines += ["", f"Distillation at {m}: teacher = the {ens[m]['K']}-member ensemble ({LK:.3f}); "
                       f"same-size regularized single model {mean_sd(single)}; "
@@ -413,7 +627,7 @@ def learning_curves(sweep, points, out):
             runs[(r["wd"], r["epochs"], r["lr"])] = r["run"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (wd, ep, lr), run in sorted(runs.items()):
-        with open(os.path.join(run, "summary.json")) as f:
+        with open(run) as f:
             h = json.load(f)["history"]
         ax.plot([p["epoch"] for p in h], [p["val_loss"] for p in h], marker="o", ms=3, alpha=0.8,
                 ls="--" if wd == STD_WD else "-", label=f"wd {wd:g} ep {ep:g} lr {lr:g}")
@@ -430,23 +644,63 @@ def learning_curves(sweep, points, out):
     plt.close(fig)
 
 
+def step_seconds(model, vocab, p, steps=4):
+    """Measured seconds per training step of `model` at the preset's shape on this machine (eager, the
+    dtype train.py resolves here), the number the dry run's ETA is built on."""
+    import torch
+    from model import GPT, config_from_preset
+    cfg = TrainConfig(model=model, device=p.get("device", "cpu"))
+    device, dtype, _ = train.resolve_device(cfg)
+    torch.manual_seed(0)
+    net = GPT(config_from_preset(model, vocab, p["seq_len"])).to(device)
+    opt = train.make_optimizer(net, cfg, device)
+    x = torch.randint(0, vocab, (p["batch_size"], p["seq_len"] + 1), device=device)
+    batch = lambda: [(x[:, :-1], x[:, 1:])]
+    train.train_step(net, net, opt, batch(), 1e-3, 1.0, 1, device, dtype)          # warm up
+    t = time.time()
+    for _ in range(steps):
+        loss = train.train_step(net, net, opt, batch(), 1e-3, 1.0, 1, device, dtype)
+    loss.item()                                              # wait for the device
+    return (time.time() - t) / steps
+
+
 def print_plan(sweep, args):
     """Dry run: the runs the search would train if every loss came out as a smooth made-up surface
-    (the real path depends on the losses), their training tokens and FLOPs, and an ETA."""
+    (the real path depends on the losses), their training tokens and FLOPs, and an ETA from training
+    steps of each model timed here (evaluation counted as forward passes at 1/3 of a step per token)."""
     from model import GPT, config_from_preset
     import torch
     vocab = (sweep.p["source"]["V"] + 1 if "source" in sweep.p
              else {"dclm_llama3": 128_256, "shakespeare_byte": 257}.get(sweep.dataset, 1025))
     flops = tokens = 0
+    per_tok, secs, by_model = {}, 0.0, {}
+    import torch
+    # time the models where the preset runs; a GPU preset on a CPU machine gets the FLOPs estimate only
+    measure = (sweep.p["seq_len"] <= 1024 and not args.no_timing
+               and (sweep.p.get("device") != "cuda" or torch.cuda.is_available()))
     for c in sweep.planned:
         with torch.device("meta"):
             f_tok = GPT(config_from_preset(c.model, vocab, c.seq_len)).flops_per_token(c.seq_len)
         t = c.train_tokens * c.epochs / (1 - c.mix_weight)
         tokens, flops = tokens + t, flops + f_tok * t
+        if measure:
+            if c.model not in per_tok:
+                per_tok[c.model] = step_seconds(c.model, vocab, sweep.p) / (c.batch_size * c.seq_len)
+            evals = c.evals * c.val_tokens + min(c.val_tokens, c.train_tokens)       # + the final train eval
+            run_s = per_tok[c.model] * (t + evals / 3)
+            secs += run_s
+            by_model[c.model] = by_model.get(c.model, (0, 0.0))
+            by_model[c.model] = (by_model[c.model][0] + 1, by_model[c.model][1] + run_s)
     print(f"preset {args.preset}: about {len(sweep.planned)} runs to train on a typical search path (the real path, "
           f"and so the count, follows the real losses), {tokens / 1e6:,.0f}M tokens, "
-          f"{flops:.3g} FLOPs -> ~{flops / (args.tflops * 1e12) / 3600:.1f} h at {args.tflops:g} TFLOP/s "
+          f"{flops:.3g} FLOPs -> ~{flops / (args.tflops * 1e12) / 60:,.0f} min at {args.tflops:g} TFLOP/s "
           f"(+ evaluation and distillation sampling)")
+    if measure:
+        import torch
+        print(f"timed here ({train.hardware_name(torch.device('cpu'))}): ~{secs / 3600:.1f} core-hours of "
+              f"training and evaluation at {torch.get_num_threads()} thread(s)")
+        for m, (n, sec) in sorted(by_model.items(), key=lambda kv: -kv[1][1]):
+            print(f"  {m}: {n} runs, {sec / 60:.0f} min ({per_tok[m] * 1e6:.1f} us/token)")
 
 
 def ensure_dataset(sweep, create=True):
@@ -491,6 +745,7 @@ def main(argv=None):
     ap.add_argument("--dry_run", action="store_true", help="print the plan: runs, tokens, FLOPs, ETA")
     ap.add_argument("--report_only", action="store_true", help="fit the finished runs, train nothing")
     ap.add_argument("--shard", default="0/1", help="i/n: this process trains model sizes i, i+n, ...")
+    ap.add_argument("--no_timing", action="store_true", help="dry run: skip timing the models here")
     ap.add_argument("--tflops", type=float, default=0.1,
                     help="dry run: sustained TFLOP/s for the ETA (0.1 ~ 2 CPU cores in fp32, per bench.py; "
                          "~400 for an H100 at 40%% MFU)")
@@ -502,7 +757,8 @@ def main(argv=None):
 def run(args, ap):
     p = PRESETS[args.preset]
     sweep = Sweep(p, args.preset, args.runs_dir or os.path.join("runs", args.preset),
-                  dry_run=args.dry_run or args.report_only, dataset=args.dataset)
+                  dry_run=args.dry_run or args.report_only, dataset=args.dataset,
+                  results_dir=args.out or os.path.join("results", args.preset))
     try:
         i, n = map(int, args.shard.split("/"))
         assert 0 <= i < n
@@ -513,15 +769,22 @@ def run(args, ap):
         ensure_dataset(sweep, create=False)
         return write_report(sweep, args.out or os.path.join("results", args.preset))
     ensure_dataset(sweep, create=not sweep.dry)
+    if p.get("cpt"):          # its own pipeline: base, then continued runs (stage_cpt)
+        sweep.stage_cpt(args.out or os.path.join("results", args.preset))
+        return print_plan(sweep, args) if args.dry_run else None
+    # the main budget first (every finding there), then the other budgets for the data laws
     std = sweep.stage_standard(models)
-    std_at = {D: sweep.stage_standard(models, D, lrs=std) for D in p["data_budgets"]}
     reg = sweep.stage_regularized(models, std)
-    if p.get("reg_data_budgets"):       # the paper's data scaling of the regularized recipe too (section 7)
-        for D in p["data_budgets"]:
-            sweep.stage_regularized(models, std_at[D], D)
     ens = sweep.stage_ensembles(models, reg)
     if p["distill_model"] in models:
         sweep.stage_distill(reg, ens)
+    std_at = {D: sweep.stage_standard(models, D, lrs=std) for D in p["data_budgets"]}
+    if p.get("reg_data_budgets"):       # the paper's data scaling of the regularized recipe too (section 7)
+        for D in p["data_budgets"]:
+            sweep.stage_regularized(models, std_at[D], D)
+    for D in p.get("std_budgets", []):  # larger budgets for the standard recipe only: so the data
+        big = [m for m in models if m in p.get("std_budget_models", models)]   # efficiency is interpolated
+        sweep.stage_standard(big, D, lrs=std, start=p.get("std_budget_start"), seeds=1)
     if args.dry_run:
         print_plan(sweep, args)
         return

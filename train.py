@@ -55,7 +55,7 @@ class TrainConfig:
     lr: float = 3e-3              # peak learning rate (warmup, then cosine to 0)
     wd: float = 0.1               # decoupled weight decay on Linear weights: p -= lr_t * wd * p
     batch_size: int = 32          # sequences per optimizer step, global (all ranks, all micro-steps)
-    micro_batch: int = 0          # sequences per rank per forward (0 = batch_size / world size)
+    micro_batch: str = "auto"     # sequences per rank per forward: N, or auto (CUDA: the largest that fits; CPU: all)
     warmup: float = 0.01          # warmup as a fraction of steps (at least 1 step)
     grad_clip: float = 1.0        # global gradient-norm clip
     beta1: float = 0.9            # AdamW beta1
@@ -73,6 +73,9 @@ class TrainConfig:
     log_every: int = 0            # steps between log lines (0 = about 50 lines per run)
     ckpt_every: int = 0           # steps between checkpoints (0 = at every eval)
     resume: bool = False          # continue the run in out_dir from its checkpoint
+    # continued pre-training: start from these weights with a fresh optimizer, schedule and data order
+    init_from: str = ""           # a run folder, a ckpt.pt or a Hugging Face Llama folder (export.py); the shape is the source's
+    eval_only: bool = False       # evaluate the initial weights (e.g. --init_from's) and write summary.json; no training
     # hardware
     device: str = "auto"          # auto | cpu | cuda | cuda:N
     dtype: str = "auto"           # auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32) | float32 | bfloat16
@@ -156,6 +159,12 @@ def validate(cfg):
         raise ConfigError(f"--dtype must be auto, float32 or bfloat16 (got {cfg.dtype!r})")
     if cfg.compile not in ("auto", "true", "false"):
         raise ConfigError(f"--compile must be auto, true or false (got {cfg.compile!r})")
+    try:
+        if (fixed_micro_batch(cfg.micro_batch) or 1) < 1:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--micro_batch must be auto or a number of sequences >= 1 "
+                          f"(got {cfg.micro_batch!r})") from None
 
 
 # ----------------------------------------------------------------------------
@@ -249,9 +258,19 @@ def resolve_device(cfg, local_rank=0, run_flops=None):
     fast_bf16 = dev.type == "cuda" or cpu_has_native_bf16()
     dtype = {"auto": torch.bfloat16 if fast_bf16 else torch.float32,
              "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.dtype]
+    if dev.type == "cuda":
+        # fp32 matmuls (the fp32 sampling path, anything outside autocast) on tensor cores as TF32,
+        # the same precision bf16 autocast already accepts for the training matmuls
+        torch.set_float32_matmul_precision("high")
     long_run = run_flops is not None and run_flops >= CPU_COMPILE_MIN_FLOPS
     use_compile = {"auto": dev.type == "cuda" or long_run, "true": True, "false": False}[cfg.compile]
     return dev, dtype, use_compile
+
+
+def compile_model(module):
+    """torch.compile with the backend ICGPT_COMPILE_BACKEND names (default inductor; the tests use
+    aot_eager, which traces the same graphs without generating kernels, in a fraction of the time)."""
+    return torch.compile(module, backend=os.environ.get("ICGPT_COMPILE_BACKEND", "inductor"))
 
 
 def code_version():
@@ -278,23 +297,47 @@ def cross_entropy_sum(logits, y, skip):
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
 
 
+def to_device(array, device):
+    """A numpy batch on the device: on CUDA through pinned memory, copied asynchronously (the host
+    does not wait for the copy; the step that reads it is queued behind it on the same stream)."""
+    t = torch.from_numpy(array)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 @torch.no_grad()
-def evaluate(model, windows, batch, device, dtype, skip=0, rank=0, world=1):
-    """Mean loss over windows (n, T+1); under DDP each rank scores a slice and the sums are reduced."""
+def evaluate(model, windows, batch, device, dtype, skip=0, rank=0, world=1, pad=False):
+    """Mean loss over windows (n, T+1); under DDP each rank scores a slice and the sums are reduced.
+    The loss is the model's own chunked cross-entropy: no (B, T, V) logits are made at once. pad=True
+    (compiled models) pads the last batch to `batch` rows whose targets are masked out (-100), so a
+    compiled model sees one shape and is not recompiled for the remainder."""
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=device)   # (loss sum, target count)
     mine = windows[rank::world]
     for i in range(0, len(mine), batch):
-        w = torch.from_numpy(mine[i:i + batch]).to(device)
-        x, y = w[:, :-1], w[:, 1:]
+        rows = mine[i:i + batch]                                                  # (b, T+1)
+        n = len(rows)
+        if pad and n < batch:
+            rows = np.concatenate([rows, np.zeros((batch - n, rows.shape[1]), dtype=rows.dtype)])
+        w = to_device(rows, device)
+        x, y = w[:, :-1], w[:, 1:].clone()                                        # (batch, T)
+        y[n:] = -100                                                              # padded rows: no loss
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            logits, _ = model(x)
-        total[0] += cross_entropy_sum(logits.float(), y, skip).double()
-        total[1] += y[:, skip:].numel()
+            _, loss_sum = model(x, y, reduction="sum", skip=skip)
+        total[0] += loss_sum.double()
+        total[1] += n * (y.size(1) - skip)
     if world > 1:
         dist.all_reduce(total)
     model.train()
     return (total[0] / total[1]).item()
+
+
+@torch.no_grad()
+def param_norm(model):
+    """2-norm of the decayed weights (what weight decay shrinks), with one host sync for all tensors."""
+    norms = torch._foreach_norm([p.float() for p in model.optimizer_groups(0)[0]["params"]])
+    return torch.stack(norms).double().pow(2).sum().sqrt().item()
 
 
 # ----------------------------------------------------------------------------
@@ -599,14 +642,20 @@ def load_data(cfg):
     return ds, train_windows, val_windows, int(ds.meta.get("eval_skip", 0))
 
 
-def plan(cfg, n_real, B_real, world=1):
+def fixed_micro_batch(value):
+    """--micro_batch as a number of sequences, or None for auto (0 is how older runs wrote auto)."""
+    return None if value in ("auto", 0, "0", None) else int(value)
+
+
+def plan(cfg, n_real, B_real, world=1, micro=None):
     """(steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, decay_budget) of a run over
-    n_real sequences taking B_real of them per optimizer step."""
+    n_real sequences taking B_real of them per optimizer step. micro: the micro-batch --micro_batch auto
+    chose (default: a fixed --micro_batch, else the whole per-rank batch)."""
     steps = int(cfg.epochs * n_real // B_real)
     if steps < 1:
         raise ConfigError(f"{cfg.epochs} epochs of {n_real} sequences is less than one batch of "
                           f"{B_real}; raise --train_tokens or --epochs, or lower --batch_size")
-    micro = cfg.micro_batch or cfg.batch_size // world
+    micro = micro or fixed_micro_batch(cfg.micro_batch) or cfg.batch_size // world
     if cfg.batch_size % (world * micro):
         raise ConfigError(f"--batch_size {cfg.batch_size} must split into {world} ranks x micro-batches "
                           f"of {micro}; adjust --micro_batch")
@@ -619,9 +668,66 @@ def plan(cfg, n_real, B_real, world=1):
     return steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, decay_budget
 
 
+# ----------------------------------------------------------------------------
+# --micro_batch auto. The global batch is fixed by the recipe; how many sequences one forward takes is
+# only a question of memory (accumulation makes the result the same, up to float rounding). On CUDA
+# the largest micro-batch that divides the per-rank batch is tried with one real forward + backward,
+# halving on out-of-memory, before the run starts; a CPU takes the whole per-rank batch at once.
+
+MEMORY_HEADROOM = 0.9    # a probed micro-batch fits if its peak + AdamW's state stays under 90% of the device
+
+
+def choose_micro_batch(candidates, probe):
+    """(micro-batch, why) from the allowed sizes, largest first: the first for which probe(m) returns
+    None; probe returns a reason it does not fit (or raises torch.cuda.OutOfMemoryError), and the next
+    try is the largest allowed size at most half the last. Nothing fits: ConfigError (one line, exit 2)."""
+    candidates = sorted(candidates, reverse=True)
+    tried, m = [], candidates[0]
+    while True:
+        try:
+            why_not = probe(m)
+        except torch.cuda.OutOfMemoryError:
+            why_not = "out of memory"
+        if why_not is None:
+            why = f"{', '.join(tried)}; {m} fits" if tried else f"the whole per-rank batch of {m} fits"
+            return m, why
+        tried.append(f"{m}: {why_not}")
+        smaller = [c for c in candidates if c <= m // 2]
+        if not smaller:
+            raise ConfigError(f"not even a micro-batch of {m} sequence{'s' if m > 1 else ''} fits ({'; '.join(tried)}); "
+                              f"lower --seq_len, choose a smaller --model or use more GPUs")
+        m = smaller[0]
+
+
+def probe_memory(model, loss_fn, m, T, vocab, device, dtype, n_params):
+    """None if one forward + backward of m sequences of T tokens fits the device with AdamW's two fp32
+    moments besides, else why not (or torch.cuda.OutOfMemoryError)."""
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    g = torch.Generator(device=device).manual_seed(0)
+    w = torch.randint(0, vocab, (m, T + 1), device=device, generator=g)         # (m, T+1)
+    try:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            loss = loss_fn(model, w[:, :-1], w[:, 1:])
+        loss.backward()
+        del loss
+        need = torch.cuda.max_memory_allocated(device) + 2 * 4 * n_params      # + exp_avg, exp_avg_sq
+    finally:
+        model.zero_grad(set_to_none=True)
+        del w
+        torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(device).total_memory
+    if need > MEMORY_HEADROOM * total:
+        return f"needs {need / 2**30:.1f} of {total / 2**30:.1f} GiB"
+    return None
+
+
 def build_model(cfg, meta, device):
-    """The run's GPT for a dataset's metadata, initialized from cfg.seed."""
+    """The run's GPT for a dataset's metadata, initialized from cfg.seed or loaded from cfg.init_from."""
     torch.manual_seed(cfg.seed)
+    if cfg.init_from:
+        import export   # reading runs and HF folders lives there
+        return export.init_model(cfg, meta, device)
     return GPT(config_from_preset(cfg.model, meta["vocab_size"], cfg.seq_len, attn=cfg.attn,
                                   doc_mask=cfg.doc_mask, eot_token=meta["eot_token"])).to(device)
 
@@ -645,7 +751,7 @@ def train_step(model, raw_model, optimizer, batches, lr, grad_clip, accum, devic
     total = torch.zeros((), device=device)
     for m, (x, y) in enumerate(batches):
         if world > 1:   # all-reduce gradients only on the last micro-step
-            model.require_backward_grad_sync = m == accum - 1
+            getattr(model, "_orig_mod", model).require_backward_grad_sync = m == accum - 1   # the DDP module
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             loss = loss_fn(model, x, y)
         (loss / accum).backward()
@@ -661,6 +767,9 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
     loss_fn(model, x, y) -> scalar lets distill.py add a KL-to-teacher term without copying the loop.
     The run folder is locked for the whole run, and SIGTERM/SIGINT stop it at a checkpoint."""
     validate(cfg)
+    if cfg.init_from:   # the shape is the source's: record its preset name (export.init_model_name)
+        import export
+        cfg = dataclasses.replace(cfg, model=export.init_model_name(cfg))
     release = lock_for_ranks(cfg, rank, world, local_rank)
     try:
         with StopSignal() as stop:
@@ -704,14 +813,29 @@ def train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop)
 
     # ---- steps, accumulation and schedule follow from D, epochs and the global batch ----
     steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, decay_budget = plan(cfg, n_real, B_real, world)
+    if cfg.eval_only:
+        steps = 0       # no step runs: the summary's val and train losses are the initial weights'
     if B_syn and (B_real % (world * accum) or B_syn % (world * accum)):
         raise ConfigError(f"a batch of {B_real} real + {B_syn} teacher sequences must split evenly into "
                           f"{world * accum} micro-batches; adjust --mix_weight or --micro_batch")
 
     # ---- model and optimizer ----
     model = build_model(cfg, ds.meta, device)
-    optimizer = make_optimizer(model, cfg, device)
     n_params, n_nonembed = model.num_params(), model.num_params(non_embedding=True)
+    micro_why = "given" if fixed_micro_batch(cfg.micro_batch) else "the whole per-rank batch (a CPU is not probed)"
+    if fixed_micro_batch(cfg.micro_batch) is None and device.type == "cuda":
+        per_rank = cfg.batch_size // world
+        allowed = [m for m in range(1, per_rank + 1) if per_rank % m == 0 and not
+                   (B_syn and (B_real % (cfg.batch_size // m) or B_syn % (cfg.batch_size // m)))]
+        micro, micro_why = choose_micro_batch(allowed, lambda m: probe_memory(
+            model, loss_fn, m, T, ds.meta["vocab_size"], device, dtype, n_params))
+        if world > 1:   # every rank must take the same micro-steps: the smallest any rank chose
+            t = torch.tensor([micro], device=device)
+            dist.all_reduce(t, op=dist.ReduceOp.MIN)
+            micro, micro_why = int(t.item()), micro_why + " (smallest over ranks)"
+        steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, decay_budget = plan(
+            cfg, n_real, B_real, world, micro)
+    optimizer = make_optimizer(model, cfg, device)
     flops_tok = model.flops_per_token(T)
     use_compile = resolve_device(cfg, local_rank, run_flops=flops_tok * steps * cfg.batch_size * T)[2]
     dtype_name = str(dtype).replace("torch.", "")
@@ -759,7 +883,8 @@ def train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop)
         peaks = [(0, restarts[0]["lr_before"])] + [(r["step"], r["lr"]) for r in restarts]
         decay_budget = cfg.wd * sum(lr_at(t, steps, warmup_steps, [p for s0, p in peaks if s0 <= t][-1])
                                     for t in range(steps))
-    derived = dict(steps=steps, warmup_steps=warmup_steps, grad_accum=accum, micro_batch=micro, world=world,
+    derived = dict(steps=steps, warmup_steps=warmup_steps, grad_accum=accum, micro_batch=micro,
+                   micro_batch_why=micro_why, world=world,
                    n_seq=n_real, D=n_real * T, N=n_params, N_nonembed=n_nonembed, flops_per_token=flops_tok,
                    decay_budget=decay_budget, resolved_device=str(device),
                    resolved_dtype=dtype_name, resolved_compile=use_compile, vocab=ds.meta["vocab_size"],
@@ -771,13 +896,22 @@ def train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop)
     say(f"data {cfg.dataset}: D = {n_real * T:,} tokens = {n_real} sequences of {T}; {cfg.epochs} epochs = "
         f"{steps} steps of {cfg.batch_size} ({world} ranks x {accum} micro-steps x {micro}); "
         f"decay budget sum(lr*wd) = {decay_budget:.3g}")
+    say(f"micro-batch {micro}: " + ("--micro_batch" if fixed_micro_batch(cfg.micro_batch) else f"auto, {micro_why}"))
 
     raw_model = model                                           # for state_dict, clipping, norms
-    eval_model = torch.compile(model) if use_compile else model # for evaluation (no DDP collectives)
+    if use_compile:
+        # a sweep trains run after run in one process: without a reset every run's graphs add up in
+        # dynamo's cache of GPT.forward until it hits its recompile limit and the rest run eager
+        torch._dynamo.reset()
+    eval_model = compile_model(model) if use_compile else model # for evaluation (no DDP collectives)
     if world > 1:
+        # wrap in DDP first, then compile: dynamo then splits the graph at DDP's gradient buckets, so
+        # each bucket's all-reduce overlaps the rest of the backward (compiling first makes the whole
+        # backward one node, and communication starts only after it)
         model = torch.nn.parallel.DistributedDataParallel(
-            eval_model, device_ids=[device.index] if device.type == "cuda" else None,
+            raw_model, device_ids=[device.index] if device.type == "cuda" else None,
             broadcast_buffers=False)
+        model = compile_model(model) if use_compile else model
     else:
         model = eval_model
 
@@ -792,19 +926,17 @@ def train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop)
             parts.append((mix, mix_stream.micro_indices(step, B_syn, rank, world, accum)))
         for m in range(accum):
             rows = np.concatenate([win.get(idx[m]) for win, idx in parts])             # (micro, T+1)
-            w = torch.from_numpy(rows).to(device, non_blocking=True)
+            w = to_device(rows, device)                                                   # (micro, T+1)
             yield w[:, :-1], w[:, 1:]
 
     def run_eval(step, final=False):
-        val = evaluate(eval_model, val_windows, micro, device, dtype, skip, rank, world)
+        val = evaluate(eval_model, val_windows, micro, device, dtype, skip, rank, world, pad=use_compile)
         rec = {"step": step, "epoch": step * B_real / n_real, "val_loss": val}
         if final:
             k = min(len(train_windows), len(val_windows))
             rec["train_eval_loss"] = evaluate(eval_model, train_windows.get(np.arange(k)), micro, device,
-                                              dtype, skip, rank, world)
-        with torch.no_grad():
-            rec["param_norm"] = math.sqrt(sum(p.float().pow(2).sum().item()
-                                              for p in raw_model.optimizer_groups(0)[0]["params"]))
+                                              dtype, skip, rank, world, pad=use_compile)
+        rec["param_norm"] = param_norm(raw_model)
         return rec
 
     def write_log(rec):
@@ -905,7 +1037,7 @@ def train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop)
         "decay_budget": decay_budget, "wall_s": wall_before + time.time() - t_start,
         "hardware": hardware_name(device), "dtype": dtype_name, "compile": use_compile,
         "torch": derived["torch"], "git": derived["git"], "world": world, "val_tokens": int(val_windows[:, 1 + skip:].size),
-        "history": history,
+        "history": history, "init_from": cfg.init_from,
     }
     if cfg.mix_data:
         summary["mix"] = {"data": cfg.mix_data, "weight": cfg.mix_weight, "synthetic_per_step": B_syn,

@@ -6,8 +6,11 @@
     val = val_windows(ds.val, T, max_tokens)    # int64 (n, T+1)
     tok = get_tokenizer(ds.meta)
 
-Modules: dataset.py (format, loading, windows), tokenizer.py, synthetic.py (the default dataset
-and its entropy / Bayes limits), prepare.py (text -> dataset CLI), shards.py (llm.c shards).
+Modules: format.py (the on-disk format; imports nothing else of data/), dataset.py (loading,
+windows), tokenizer.py (byte, tiktoken, BPE files such as Llama 3's), synthetic.py (the default
+dataset and its entropy / Bayes limits), prepare.py (text -> dataset CLI), stream.py (its
+streaming path: any corpus -> shards in bounded memory), shards.py (llm.c shards, and many of
+them read as one lazy TokenStream).
 """
 
 from .dataset import (DATA_ROOT, Dataset, DataError, OneLineParser, Samples, Windows, load_dataset, range_error,

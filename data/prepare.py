@@ -4,6 +4,15 @@
     python -m data.prepare shakespeare --tokenizer r50k_base   # -> data/shakespeare_gpt2
     python -m data.prepare DIR_OF_TXT --tokenizer byte --out data/NAME [--val_fraction 0.1]
     python -m data.prepare FILE.txt --tokenizer byte --out data/NAME
+    python -m data.prepare CORPUS --tokenizer path/to/tokenizer.model --out data/dclm_llama3 \
+        --max_tokens 2000000000      # a folder of JSONL (.gz/.zst): streamed into shards
+
+Tokenizers: byte, a tiktoken name (r50k_base), or a tiktoken-format BPE file such as Llama 3's
+tokenizer.model with --pattern llama3 (the default) or gpt2 (tokenizer.py).
+
+Large corpora. JSONL input, or any input with --shard_tokens / --max_tokens / --val_tokens, is
+streamed into llm.c shards in bounded memory, resumably: see stream.py. What follows is the
+in-memory path for small text corpora, which writes train.bin and val.bin.
 
 Documents. Each document is followed by the tokenizer's end-of-document token, and the
 train/val split is by whole documents, so no document is ever cut in two and val text never
@@ -29,8 +38,9 @@ import sys
 
 import numpy as np
 
-from .dataset import DATA_ROOT, DataError, OneLineParser, range_error, shared_dir, write_dataset
-from .tokenizer import get_tokenizer
+from . import stream
+from .format import DATA_ROOT, DataError, OneLineParser, range_error, shared_dir, write_dataset
+from .tokenizer import DEFAULT_PATTERN, PATTERNS, file_sha256, get_tokenizer
 
 # The works by genre (Folio categories; Troilus, a "problem play", counted with the tragedies).
 GENRES = {
@@ -142,6 +152,15 @@ def join(token_docs, eot):
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
 
 
+def tokenizer_meta(tok, tokenizer):
+    """meta.json's tokenizer entries: the name, and for a BPE file where it is, its pattern and
+    hash (so the dataset can be decoded later, and a changed file is noticed)."""
+    if not hasattr(tok, "file"):
+        return {"tokenizer": "byte" if tokenizer == "byte" else tok.name}
+    return {"tokenizer": tok.name, "tokenizer_file": tok.file, "tokenizer_pattern": tok.pattern,
+            "tokenizer_sha256": file_sha256(tok.file)}
+
+
 def default_out(input, tokenizer):
     tok_name = {"r50k_base": "gpt2"}.get(tokenizer, tokenizer)
     stem = "shakespeare" if input == "shakespeare" else \
@@ -150,13 +169,23 @@ def default_out(input, tokenizer):
 
 
 def prepare(input, tokenizer="byte", out=None, val_fraction=0.1, val_docs=None, seed=0,
-            source=None, force=False):
+            source=None, force=False, pattern=None, shard_tokens=None, max_tokens=None,
+            val_tokens=None):
     """Tokenize input into a dataset folder; returns its path. See the module docstring."""
     bad = range_error(dict(val_fraction=val_fraction, seed=seed), RANGES)
     if bad:
         raise DataError(bad)
-    tok = get_tokenizer("r50k_base" if tokenizer == "gpt2" else tokenizer)
-    out = out or default_out(input, tokenizer)
+    tok = get_tokenizer("r50k_base" if tokenizer == "gpt2" else tokenizer, pattern)
+    out = out or default_out(input, tok.name if hasattr(tok, "file") else tokenizer)
+    if stream.is_streaming_input(input) or (shard_tokens, max_tokens, val_tokens) != (None,) * 3:
+        if input == "shakespeare" or val_docs:
+            raise DataError("--val_docs and the shakespeare corpus are for the in-memory path; "
+                            "drop --shard_tokens/--max_tokens/--val_tokens")
+        return stream.prepare_stream(
+            input, tok, out, tokenizer_meta(tok, tokenizer),
+            shard_tokens=shard_tokens or stream.SHARD_TOKENS, val_fraction=val_fraction,
+            val_tokens=stream.VAL_TOKENS if val_tokens is None else val_tokens,
+            max_tokens=max_tokens, seed=seed, force=force)
     extra = {}
 
     if input == "shakespeare":
@@ -200,8 +229,7 @@ def prepare(input, tokenizer="byte", out=None, val_fraction=0.1, val_docs=None, 
     train = join([t for t, v in zip(token_docs, is_val) if not v], tok.eot)
     val = join([t for t, v in zip(token_docs, is_val) if v], tok.eot)
 
-    meta = {"name": os.path.basename(os.path.normpath(out)),
-            "tokenizer": "byte" if tokenizer == "byte" else tok.name,
+    meta = {"name": os.path.basename(os.path.normpath(out)), **tokenizer_meta(tok, tokenizer),
             "vocab_size": tok.vocab_size, "eot_token": tok.eot,
             "source": "shakespeare" if input == "shakespeare" else os.path.basename(input),
             "source_sha256": hashlib.sha256(raw).hexdigest(),
@@ -213,34 +241,52 @@ def prepare(input, tokenizer="byte", out=None, val_fraction=0.1, val_docs=None, 
     return write_dataset(out, train, val, meta, force=force)
 
 
-RANGES = dict(val_fraction="(0, 1)", seed=">= 0")
+RANGES = dict(val_fraction="(0, 1)", seed=">= 0", shard_tokens=">= 1", max_tokens=">= 1", val_tokens=">= 0")
 
 
 def main(argv=None):
     ap = OneLineParser(description=__doc__.split("\n\n")[0], ranges=RANGES)
-    ap.add_argument("input", help="'shakespeare', a .txt file, or a folder of .txt files")
-    ap.add_argument("--tokenizer", default="byte", help="byte, or a tiktoken encoding (r50k_base)")
+    ap.add_argument("input", help="'shakespeare', a .txt file, a folder of .txt files, or a "
+                                  "folder of .jsonl(.gz/.zst) files (streamed into shards)")
+    ap.add_argument("--tokenizer", default="byte", help="byte, a tiktoken encoding (r50k_base), "
+                                                         "or a tiktoken-format BPE file")
+    ap.add_argument("--pattern", default=None, choices=sorted(PATTERNS),
+                    help=f"split pattern and special tokens of a BPE file (default "
+                         f"{DEFAULT_PATTERN})")
     ap.add_argument("--out", default=None, help="dataset folder (default data/<input>_<tokenizer>)")
     ap.add_argument("--val_fraction", type=float, default=0.1,
                     help="share of tokens held out (folder: whole files; file: the tail; "
-                         "shakespeare uses its fixed list of plays instead)")
+                         "shakespeare uses its fixed list of plays instead; streaming: the share "
+                         "of documents, by a hash of their text, until --val_tokens)")
     ap.add_argument("--val_docs", default=None, help="comma-separated document names for val")
     ap.add_argument("--seed", type=int, default=0, help="picks the random val documents")
     ap.add_argument("--source", default=None, help="shakespeare.txt, if not under $ICGPT_SHARED")
     ap.add_argument("--force", action="store_true", help="replace a different existing dataset")
+    ap.add_argument("--shard_tokens", type=float, default=None,
+                    help=f"stream into llm.c shards of this many tokens (default "
+                         f"{stream.SHARD_TOKENS:.0e} when streaming)")
+    ap.add_argument("--max_tokens", type=float, default=None,
+                    help="streaming: stop reading once train holds this many tokens")
+    ap.add_argument("--val_tokens", type=float, default=None,
+                    help=f"streaming: val stops growing at this many tokens (default "
+                         f"{stream.VAL_TOKENS:.0e})")
     args = ap.parse_args(argv)
     val_docs = args.val_docs.split(",") if args.val_docs else None
+    count = {k: None if v is None else int(v) for k, v in   # 1e8 and 100000000 both work
+             (("shard_tokens", args.shard_tokens), ("max_tokens", args.max_tokens),
+              ("val_tokens", args.val_tokens))}
     try:
         path = prepare(args.input, args.tokenizer, args.out, args.val_fraction, val_docs,
-                       args.seed, args.source, args.force)
+                       args.seed, args.source, args.force, args.pattern, **count)
+        from .dataset import load_dataset
+        meta = load_dataset(path).meta
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    from .dataset import load_dataset
-    meta = load_dataset(path).meta
+    where = (f"in {len(meta['train_shards'])}+{len(meta['val_shards'])} shards" if
+             "train_shards" in meta else f"val: {', '.join(meta['val_documents'])}")
     print(f"wrote {path}: {meta['train_tokens']:,} train + {meta['val_tokens']:,} val tokens "
-          f"({meta['tokenizer']}, vocab {meta['vocab_size']}); val: "
-          f"{', '.join(meta['val_documents'])}")
+          f"({meta['tokenizer']}, vocab {meta['vocab_size']}); {where}")
 
 
 if __name__ == "__main__":

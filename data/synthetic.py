@@ -47,7 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from .dataset import DATA_ROOT, DataError, OneLineParser, range_error, write_dataset
+from .format import DATA_ROOT, Dataset, DataError, OneLineParser, range_error, write_dataset
 
 # Defaults. An order-1 source over V = 1,024 symbols, s = 32 successors per symbol: 1,024 x 31 =
 # ~32K free probabilities to learn from D tokens, so at the trainer's D = 250K (~244 observations
@@ -273,7 +273,6 @@ def build(V, k, s, alpha, n_train, n_val, seed):
 
 def report_limits(train, val, meta):
     """entropy and bayes(D) over the whole val stream (all positions with k tokens before)."""
-    from .dataset import Dataset
     ds = Dataset(train, val, meta, "")
     return {str(D): {key: round(v, 5) for key, v in limits(ds, D, val[None, :]).items()
                      if key in ("entropy", "bayes")}

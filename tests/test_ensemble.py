@@ -74,7 +74,8 @@ def test_k1_is_the_members_own_val_loss_and_k_copies_of_a_model_equal_it(overfit
     ds = data.load_dataset(syn)
     windows = data.val_windows(ds.val, 32)                                        # (n, 33)
     ref = train.evaluate(model, windows, 16, torch.device("cpu"), torch.float32)
-    assert ens["losses"]["1"] == ref == ens["member_losses"][0]                  # exactly, not approx
+    assert ens["losses_first"]["1"] == ref == ens["member_losses"][0]            # exactly, not approx
+    assert ens["losses"]["1"] == pytest.approx(ens["member_mean"], rel=1e-12)   # the mean over 1-subsets
     assert member_summary(os.path.join(out, "member_0"))["val_loss"] == ref
     copies = ensemble.ensemble_losses([model] * 3, ds.val, 32, len(windows), 16, torch.device("cpu"),
                                       torch.float32, rules=("logits", "probs"))
@@ -107,6 +108,33 @@ def test_both_rules_match_their_definitions_and_never_exceed_the_mean_member_los
     assert res["probs"][-1] == pytest.approx(-lp_probs.gather(-1, y).mean().item(), rel=1e-5)
 
 
+def test_subset_curve_is_the_mean_over_every_k_subset_scored_by_hand():
+    K, T = 4, 16
+    models = random_models(K)
+    tokens = np.random.default_rng(1).integers(0, 24, 30 * T + 1)
+    n = (len(tokens) - 1) // T
+    res = ensemble.ensemble_losses(models, tokens, T, n, 8, torch.device("cpu"), torch.float32,
+                                   rules=("logits",))
+    subsets = res["logits_subsets"]
+    assert len(subsets) == 2 ** K - 1                                            # every non-empty subset
+    w = torch.from_numpy(data.Windows(tokens, n, T).get(np.arange(n)))
+    with torch.no_grad():
+        logits = torch.stack([m(w[:, :-1])[0] for m in models])                  # (K, n, T, V)
+    y = w[:, 1:, None]
+    for S in [(1, 3), (0, 2, 3)]:                                                # not a prefix
+        by_hand = -F.log_softmax(logits[list(S)].mean(0), -1).gather(-1, y).mean().item()
+        assert subsets[S] == pytest.approx(by_hand, rel=1e-5)
+    curve = ensemble.subset_curve(subsets, K)
+    assert curve[0] == pytest.approx(np.mean(res["member"]))
+    assert curve[1] == pytest.approx(np.mean([subsets[S] for S in subsets if len(S) == 2]))
+    assert curve[-1] == res["logits"][-1]                                        # one K-subset: all members
+    assert curve[1] != res["logits"][1]                                          # not the first-2 ensemble
+    # many members: a fixed random sample of subsets per k, the same on every call
+    big = ensemble.member_subsets(12, max_per_k=20)
+    assert len(big[6]) == 20 and len(set(big[6])) == 20 and big[6] == ensemble.member_subsets(12, 20)[6]
+    assert len(big[1]) == 12 and len(big[12]) == 1
+
+
 # ----------------------------------------------------------------------------
 # real members
 
@@ -137,7 +165,7 @@ def test_torchrun_trains_members_one_per_rank_and_gets_the_same_ensemble(overfit
     with open(os.path.join(out, "ensemble.json")) as f:
         ddp = json.load(f)
     one = overfit[1]
-    for key in ("losses", "losses_probs"):
+    for key in ("losses", "losses_probs", "losses_first"):
         assert list(ddp[key].values()) == pytest.approx(list(one[key].values()), rel=1e-5)
 
 

@@ -356,3 +356,26 @@ def test_seed_noise_is_robust_to_one_diverged_seed():
     groups[0][1] += 1.0                                       # one run diverged
     assert abs(fit.seed_noise(groups) - clean) < 0.002        # a plain pooled sd would jump ~10x
     assert fit.seed_noise([[2.0], [2.1]]) is None             # no repeated config: unknown
+
+
+def test_reported_point_is_the_seed0_search_choice_scored_by_its_fresh_seeds():
+    import fit
+    by_seed = {("reg", 1.0, 2.0, "a"): {0: 1.90, 1: 2.00, 2: 2.02},    # lucky seed 0
+               ("reg", 1.0, 2.0, "b"): {0: 1.95, 1: 1.96},
+               ("reg", 1.0, 2.0, "c"): {1: 1.50}}                      # no seed 0: the search never saw it
+    assert fit.searched_point(by_seed, "reg", 1.0, 2.0) == (pytest.approx(2.01), 2)
+    only0 = {("std", 1.0, 2.0, "a"): {0: 2.2}, ("std", 1.0, 2.0, "b"): {0: 2.1}}
+    assert fit.searched_point(only0, "std", 1.0, 2.0) == (2.1, 1)
+    noseed = {("x", None, 2.0, "a"): {None: 2.3}, ("x", None, 2.0, "b"): {None: 2.4}}
+    assert fit.searched_point(noseed, "x", None, 2.0) == (2.3, 1)
+
+
+def test_noise_shared_by_every_point_widens_the_asymptote_interval():
+    import fit
+    K = np.arange(1, 9)
+    y = 0.2 / K ** 0.9 + 1.8
+    alone = fit.fit_power_law(K, y, sigma=0.002, n_boot=200)
+    shared = fit.fit_power_law(K, y, sigma=0.002, shared_sigma=0.02, n_boot=200)
+    w = lambda f: f.E_ci[1] - f.E_ci[0]
+    assert w(shared) > 3 * w(alone)
+    assert w(shared) > 2 * 1.645 * 0.02 * 0.8          # at least about the shared offset's own 90% width

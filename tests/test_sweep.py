@@ -2,6 +2,8 @@
 and never trains the same config twice."""
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -18,7 +20,8 @@ def test_smoke_sweep_runs_end_to_end_then_resumes_without_retraining(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "report"
     r = sweep("--runs_dir", str(runs), "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
-    for f in ("fits.json", "points.jsonl", "loss_vs_N.png", "loss_vs_K.png", "learning_curves.png"):
+    for f in ("fits.json", "points.jsonl", "loss_vs_N.png", "loss_vs_K.png", "learning_curves.png",
+              "headline.png", "findings.md"):
         assert (out / f).exists(), f
     points = [json.loads(line) for line in open(out / "points.jsonl")]
     recipes = {p["recipe"] for p in points}
@@ -39,6 +42,16 @@ def test_smoke_sweep_runs_end_to_end_then_resumes_without_retraining(tmp_path):
     assert {n: os.path.getmtime(runs / n / "summary.json") for n in trained} == stamps
     assert sorted(p.name for p in runs.iterdir() if (p / "summary.json").exists()) == trained
     assert [json.loads(line) for line in open(out / "points.jsonl")] == points
+    # every finished run and ensemble evaluation was kept in the report folder as it landed: with the
+    # run folders gone (a fresh clone of committed results) nothing is retrained either
+    kept = sorted(p.name for p in (out / "runs").iterdir())
+    assert len(kept) == len(trained) + len([p for p in points if p["recipe"] == "ensemble"])
+    shutil.rmtree(runs)
+    third = sweep("--runs_dir", str(runs), "--out", str(out))
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "retraining" not in third.stdout and not re.search(r"min\] \S+: val ", third.stdout)
+    assert not [p for p in runs.iterdir() if (p / "summary.json").exists()]
+    assert [json.loads(line) for line in open(out / "points.jsonl")] == points
 
 
 def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
@@ -55,3 +68,26 @@ def test_grid_neighbours_step_once_per_axis_and_stop_at_edges_and_off_grid():
     assert list(grid_neighbours(grids, {"epochs": 2, "wd": 0.1})) == [
         {"epochs": 1, "wd": 0.1}, {"epochs": 4, "wd": 0.1}, {"epochs": 2, "wd": 0.8}]
     assert list(grid_neighbours(grids, {"epochs": 3, "wd": 0.8})) == [{"epochs": 3, "wd": 0.1}]   # 3 is off the grid
+
+
+def test_findings_table_judges_each_row_by_its_stated_criterion():
+    sys.path.insert(0, REPO)
+    import report
+
+    def rows(losses):   # regularized: seed 0 searched two configs; seeds 1-2 fresh at the chosen one
+        out = []
+        for N, (l0, fresh) in losses.items():
+            out += [dict(recipe="regularized", D=1e-4, N=N, seed=0, loss=l0, config=("8", "0.003", "1.6")),
+                    dict(recipe="regularized", D=1e-4, N=N, seed=0, loss=l0 + 0.05, config=("8", "0.003", "0.1"))]
+            out += [dict(recipe="regularized", D=1e-4, N=N, seed=s, loss=l, config=("8", "0.003", "1.6"))
+                    for s, l in enumerate(fresh, 1)]
+        return out
+    js = dict(sigma_seed=0.01, fits=[], joint=[], efficiency=[])
+    good = report.findings(rows({1e-4: (2.00, [2.02, 2.02]), 2e-4: (1.90, [1.95, 1.95])}), [], js)
+    line = [l for l in good.splitlines() if "monotonically" in l][0]
+    assert line.endswith("| shown |") and "2.020" in line                  # fresh seeds, not seed 0's 2.00
+    assert [l for l in good.splitlines() if "weight decay" in l][0].endswith("| shown |")
+    # the same seed-0 search, but fresh seeds show the gap is within 2 sigma: not shown
+    bad = report.findings(rows({1e-4: (2.00, [2.02, 2.02]), 2e-4: (1.90, [2.01, 2.01])}), [], js)
+    assert [l for l in bad.splitlines() if "monotonically" in l][0].endswith("| not shown |")
+    assert "lower loss buys downstream accuracy" in good and "not measured yet" in good

@@ -120,17 +120,22 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_process_ddp_reaches_the_same_loss_as_one_process(tiny_data, tmp_path):
-    one = run_train(*small_flags(tiny_data, tmp_path / "one", micro_batch=4))
+@pytest.mark.parametrize("compiled", [False, True])
+def test_two_process_ddp_reaches_the_same_loss_as_one_process(tiny_data, tmp_path, compiled):
+    # micro-batch 2: each rank accumulates 2 micro-steps, syncing gradients only on the last. Compiled:
+    # DDP wrapped first, then compiled (aot_eager: the same graphs as inductor, traced quickly)
+    one = run_train(*small_flags(tiny_data, tmp_path / "one", micro_batch=2))
     assert one.returncode == 0, one.stderr
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                           f"--master_port={free_port()}", "train.py",
-                          *small_flags(tiny_data, tmp_path / "two", micro_batch=4), "--device=cpu"],
-                         capture_output=True, text=True, timeout=300, env=ENV, cwd=REPO)
+                          *small_flags(tiny_data, tmp_path / "two", micro_batch=2), "--device=cpu",
+                          f"--compile={str(compiled).lower()}"],
+                         capture_output=True, text=True, timeout=300, cwd=REPO,
+                         env={**ENV, "ICGPT_COMPILE_BACKEND": "aot_eager"})
     assert two.returncode == 0, two.stderr[-2000:]
     s1 = json.load(open(tmp_path / "one" / "summary.json"))
     s2 = json.load(open(tmp_path / "two" / "summary.json"))
-    assert s2["world"] == 2 and s1["world"] == 1
+    assert s2["world"] == 2 and s1["world"] == 1 and s2["compile"] is compiled
     assert s1["val_loss"] == pytest.approx(s2["val_loss"], abs=1e-4)
     assert s1["train_loss"] == pytest.approx(s2["train_loss"], abs=1e-4)
     a = torch.load(tmp_path / "one" / "ckpt.pt", weights_only=True)["model"]
@@ -230,3 +235,59 @@ def test_a_run_records_dtype_compile_torch_and_commit_and_resume_refuses_another
     torch.save(ckpt, os.path.join(out, "ckpt.pt"))
     r = run_train(*small_flags(tiny_data, out, epochs=1, dtype="auto"), "--resume")
     assert r.returncode == 2 and f"was trained in {other}" in r.stderr and f"--dtype {other}" in r.stderr
+
+
+# ---------------------------------------------------------------------------- micro-batch
+
+def test_a_run_at_micro_batch_2_equals_one_at_micro_batch_8(tiny_data, tmp_path):
+    runs = {}
+    for micro in (2, "auto"):      # auto on a CPU: the whole batch of 8
+        cfg = TrainConfig(dataset=tiny_data, out_dir=str(tmp_path / str(micro)), model="tiny-120k",
+                          train_tokens=4096, seq_len=32, batch_size=8, micro_batch=micro, epochs=1, evals=1)
+        runs[micro] = train.train(cfg, quiet=True)
+        with open(tmp_path / str(micro) / "config.json") as f:
+            c = json.load(f)
+        assert (c["micro_batch"], c["grad_accum"]) == ((2, 4) if micro == 2 else (8, 1))   # recorded
+    assert runs[2]["val_loss"] == pytest.approx(runs["auto"]["val_loss"], abs=1e-5)
+    a = torch.load(tmp_path / "2" / "ckpt.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "auto" / "ckpt.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0, msg=k)
+
+
+def test_micro_batch_auto_halves_on_out_of_memory_and_stops_with_one_line_when_nothing_fits(capsys):
+    tried = []
+
+    def probe(m):                  # a device where 3 sequences fit
+        tried.append(m)
+        if m > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (mocked)")
+        return None
+
+    assert train.choose_micro_batch([1, 2, 3, 4, 6, 12], probe)[0] == 3 and tried == [12, 6, 3]
+    m, why = train.choose_micro_batch([1, 2, 4, 8], lambda m: None if m <= 2 else f"needs {m} GiB")
+    assert m == 2 and "8: needs 8 GiB" in why and "2 fits" in why
+
+    def nothing_fits(m):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (mocked)")
+
+    with pytest.raises(SystemExit) as e:
+        train.run_cli(lambda: train.choose_micro_batch([1, 2, 4], nothing_fits))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "not even a micro-batch of 1 sequence fits" in err[0]
+
+
+def test_micro_batch_flag_takes_auto_or_a_number(tmp_path):
+    assert_one_line_error(run_train("--micro_batch=lots", f"--out_dir={tmp_path / 'x'}"), "--micro_batch")
+    assert train.fixed_micro_batch("auto") is None and train.fixed_micro_batch(0) is None
+    assert train.fixed_micro_batch("4") == 4 == train.fixed_micro_batch(4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the memory probe runs on CUDA only")
+def test_micro_batch_auto_probes_the_gpu_and_records_its_choice(tiny_data, tmp_path):
+    cfg = TrainConfig(dataset=tiny_data, out_dir=str(tmp_path / "r"), model="tiny-120k", train_tokens=4096,
+                      seq_len=32, batch_size=8, epochs=1, evals=1, device="cuda", compile="false")
+    train.train(cfg, quiet=True)
+    with open(tmp_path / "r" / "config.json") as f:
+        c = json.load(f)
+    assert c["micro_batch"] == 8 and "fits" in c["micro_batch_why"]       # 8 tiny sequences fit any GPU
