@@ -85,7 +85,7 @@ class TrainConfig:
 # The allowed range of every numeric field, beside the defaults: the command line refuses a value outside
 # it in one line (data.range_error; NaN and inf never pass), and so does train() for callers in Python.
 RANGES = dict(train_tokens=">= 0", seq_len=">= 1", val_tokens=">= 0", epochs="> 0", lr="> 0", wd=">= 0",
-              batch_size=">= 1", micro_batch=">= 0", warmup="[0, 1)", grad_clip="> 0", beta1="[0, 1)",
+              batch_size=">= 1", warmup="[0, 1)", grad_clip="> 0", beta1="[0, 1)",
               beta2="[0, 1)", seed=">= 0", data_seed=">= 0", mix_weight="[0, 1)", evals=">= 1",
               log_every=">= 0", ckpt_every=">= 0")
 
