@@ -71,7 +71,7 @@ def range_error(values, ranges):
     means 'not given' and passes), or None. Floats must also be finite: inf epochs would never end."""
     for name, spec in ranges.items():
         v = values.get(name)
-        if v is None or isinstance(v, bool):
+        if v is None or isinstance(v, (bool, str)):   # not given, a switch, or a word like "auto"
             continue
         finite = math.isfinite(v) if isinstance(v, float) else True
         if not (finite and in_range(v, spec)):
