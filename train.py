@@ -1004,7 +1004,7 @@ def train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop)
                 # every rank checks (DDP keeps the weights identical, so all agree) and only rank 0 saves
                 # the loss of these weights: the eval's, or one val batch's (the same compiled graph)
                 loss_now = rec["val_loss"] if is_eval else evaluate(eval_model, val_windows[:micro], micro,
-                                                                    device, dtype, skip)
+                                                                    device, dtype, skip, pad=use_compile)
                 ok, wmax = params_finite(raw_model, loss_now)
                 if not ok:
                     diverged(done, f"non-finite weights or loss on them (max |w| {wmax:.3g})", ckpt_step)
