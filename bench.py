@@ -146,8 +146,11 @@ def bench_sample(name, args, device):
     return args.batch * n / (time.time() - t0)
 
 
+RANGES = dict(vocab=">= 2", seq_len=">= 1", batch=">= 1", steps=">= 1", warmup=">= 0", ensemble_k=">= 1")
+
+
 def main():
-    p = OneLineParser(description=__doc__.strip().split("\n\n")[0])
+    p = OneLineParser(description=__doc__.strip().split("\n\n")[0], ranges=RANGES)
     p.add_argument("--models", default="tiny-120k,tiny-530k,tiny-950k,tiny-2.1m")
     p.add_argument("--vocab", type=int, default=257)
     p.add_argument("--seq_len", type=int, default=256)
@@ -166,9 +169,8 @@ def main():
     args = p.parse_args()
     cfg = TrainConfig(device=args.device, dtype=args.dtype, compile=args.compile)
     bad = [m for m in filter(None, (args.models + "," + args.ensemble).split(",")) if m not in PRESETS]
-    if bad or min(args.steps, args.batch, args.seq_len, args.ensemble_k) < 1:
-        p.error(f"unknown preset {bad[0]!r} (choose from {', '.join(PRESETS)})" if bad else
-                "--steps, --batch, --seq_len and --ensemble_k must be >= 1")
+    if bad:
+        p.error(f"unknown preset {bad[0]!r} (choose from {', '.join(PRESETS)})")
     try:
         validate(cfg)
     except ConfigError as e:

@@ -255,6 +255,10 @@ def kd_loss(teachers, alpha=0.5, temperature=1.0, combine="logits"):
 # ----------------------------------------------------------------------------
 # The student: an ordinary train.py run
 
+# ranges of distill's own numeric flags (the student's are train.RANGES)
+RANGES = dict(corpus_tokens=">= 0", temperature="> 0", corpus_seed=">= 0", gen_batch=">= 1", alpha="[0, 1]",
+              kd_temp="> 0")
+
 def distill(cfg, teacher_paths, mode="seq", corpus="", corpus_tokens=0, temperature=1.0, corpus_seed=0,
             combine="logits", teacher_sampling="averaged", gen_batch=64, corpus_only=False, alpha=0.5,
             kd_temp=1.0, rank=0, world=1, local_rank=0, quiet=False):
@@ -264,12 +268,10 @@ def distill(cfg, teacher_paths, mode="seq", corpus="", corpus_tokens=0, temperat
         raise ConfigError(f"--mode must be seq or logit (got {mode!r})")
     if combine not in ("logits", "probs") or teacher_sampling not in ("averaged", "pooled"):
         raise ConfigError("--combine must be logits or probs, --teacher_sampling averaged or pooled")
-    if temperature <= 0 or kd_temp <= 0:
-        raise ConfigError("--temperature and --kd_temp must be > 0")
-    if not 0 <= alpha <= 1:
-        raise ConfigError(f"--alpha must be in [0, 1] (got {alpha})")
-    if gen_batch < 1 or corpus_tokens < 0:
-        raise ConfigError("--gen_batch must be >= 1 and --corpus_tokens >= 0")
+    bad = data.range_error(dict(corpus_tokens=corpus_tokens, temperature=temperature, corpus_seed=corpus_seed,
+                                gen_batch=gen_batch, alpha=alpha, kd_temp=kd_temp), RANGES)
+    if bad:
+        raise ConfigError(bad)
     if mode == "logit" and cfg.mix_weight > 0:
         raise ConfigError("--mix_weight applies to --mode seq (teacher samples in the batch); --mode logit "
                           "trains on the real data only: use --alpha for the weight of the KL term")
@@ -321,7 +323,7 @@ def distill(cfg, teacher_paths, mode="seq", corpus="", corpus_tokens=0, temperat
 
 def build_parser():
     p = train.OneLineParser(description=__doc__.strip().split("\n\n")[0],
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter, ranges=RANGES)
     p.add_argument("--mode", choices=["seq", "logit"], default="seq", help="seq: the paper's sequence-level")
     p.add_argument("--teacher", nargs="+", required=True, help="run folder(s), or an ensemble folder of member_*/")
     p.add_argument("--combine", choices=["logits", "probs"], default="logits", help="ensemble rule")

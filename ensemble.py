@@ -568,7 +568,8 @@ def evaluate_ensemble(paths, device_flag="auto", dtype_flag="auto", combine="log
 
 def build_parser():
     p = train.OneLineParser(description=__doc__.strip().split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                            ranges=dict(k=">= 0", eval_batch=">= 0"))
     p.add_argument("--k", type=int, default=0, help="number of members to train (with --eval: use the first k)")
     p.add_argument("--vary", choices=["both", "seed", "data"], default="both",
                    help="what differs between members: init seed, data order, or both (the paper)")

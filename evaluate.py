@@ -552,7 +552,8 @@ def downstream_figure(eval_jsons, out_png, paper_json=None):
 
 def build_parser():
     p = data.OneLineParser(description=__doc__.strip().split("\n\n")[0],
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                           ranges=dict(batch_size=">= 1", limit=">= 0"))
     p.add_argument("runs", nargs="*", help="a run folder (or, with --figure, folders to search for eval.json)")
     p.add_argument("--members", nargs="+", default=None, help="an ensemble: run folders, globs, or an ensemble folder")
     p.add_argument("--combine", choices=["logits", "probs"], default="logits",

@@ -48,7 +48,6 @@ DIR/fits.json and DIR/loss_vs_N.png, loss_vs_K.png, data_scaling.png (default DI
 """
 import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: on 2 cores a spinning BLAS thread doubles the time of many small fits
-import argparse
 import csv
 import json
 import math
@@ -505,6 +504,8 @@ def _row(d, src):
                  K=int(float(d["K"])) if d.get("K") not in (None, "") else None, src=src,
                  seed=int(float(d["seed"])) if d.get("seed") not in (None, "") else None,
                  n_members=int(float(d["n_members"])) if d.get("n_members") not in (None, "") else None,
+                 # train.py's flag for a run that looks diverged: shown, never dropped from a fit
+                 diverged=str(d.get("diverged", "")).lower() in ("true", "1"), run=d.get("run") or src,
                  config=tuple(str(d.get(k)) for k in ("epochs", "lr", "wd", "batch_size", "seq_len", "tokenizer",
                                                       "steps", "teacher", "mix")))
     except (TypeError, ValueError) as err:
@@ -531,7 +532,13 @@ def load_points(paths):
                 if path.endswith(".csv"):
                     recs = list(csv.DictReader(line for line in fh if not line.startswith("#")))
                 elif path.endswith(".jsonl"):
-                    recs = [json.loads(line) for line in fh if line.strip()]
+                    recs = []
+                    for i, line in enumerate(fh, 1):   # name the file's line, not the decoder's "line 1"
+                        try:
+                            recs.append(json.loads(line)) if line.strip() else None
+                        except ValueError as err:
+                            raise BadInput(f"cannot read {path}: line {i} is not JSON ({err.msg}); fix or "
+                                           f"remove that line")
                 else:
                     obj = json.load(fh)
                     recs = obj if isinstance(obj, list) else [obj]
@@ -600,7 +607,8 @@ def report(singles, ens, n_boot=400, seed=0):
         by_seed.setdefault((r["recipe"], r["D"], r["N"], r["config"]), {})[r["seed"]] = r["loss"]
     sigma_seed = seed_noise(cfg.values())
     best = {(rec, D, N): searched_point(by_seed, rec, D, N) for rec, D, N, _ in cfg}
-    out_json = dict(kind="fits", sigma_seed=sigma_seed, fits=[], joint=[], data_laws=[], efficiency=[])
+    out_json = dict(kind="fits", sigma_seed=sigma_seed, fits=[], joint=[], data_laws=[], efficiency=[],
+                    diverged=sorted({str(r["run"]) for r in singles if r["diverged"]}))
     groups = sorted({(rec, D) for rec, D, _ in best}, key=str)
     nfits = {}
     for rec, D in groups:
@@ -674,6 +682,9 @@ def report(singles, ens, n_boot=400, seed=0):
 
 
 def print_table(js):
+    if js.get("diverged"):
+        print(f"note: {len(js['diverged'])} point(s) flagged diverged by train.py, kept in the fits: "
+              f"{', '.join(js['diverged'])}")
     rows = [(f, "N" if f["axis"].startswith("N") else f"K@N={_fmt(f['N'], 3)}") for f in js["fits"]]
     rows += [(f, "D") for f in js["data_laws"]]
     w = max([len(f["recipe"]) for f, _ in rows] + [6])
@@ -773,7 +784,9 @@ def _clean(v):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Scaling-law fits: asymptotes with intervals, joint limit, data efficiency.")
+    from data import OneLineParser     # a bad flag is one line on stderr and exit code 2, as in every tool
+    ap = OneLineParser(description="Scaling-law fits: asymptotes with intervals, joint limit, data efficiency.",
+                       ranges=dict(n_boot=">= 0", seed=">= 0"))
     ap.add_argument("runs", nargs="+", help="run folders (searched recursively) or CSV/JSONL files of points")
     ap.add_argument("--out", default="fits", help="output folder for fits.json and PNGs")
     ap.add_argument("--n_boot", "--n-boot", dest="n_boot", type=int, default=400)

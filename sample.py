@@ -13,23 +13,22 @@ from model import generate
 from train import ConfigError, OneLineParser, load_model
 
 
+RANGES = dict(tokens=">= 1", samples=">= 1", temperature="> 0", top_k=">= 0", seed=">= 0")
+
+
 def main(argv=None):
-    p = OneLineParser(description=__doc__.strip().split("\n\n")[0])
+    p = OneLineParser(description=__doc__.strip().split("\n\n")[0], ranges=RANGES)
     p.add_argument("runs", nargs="+", help="run folders, an ensemble folder of member_*/, or ckpt.pt files")
     p.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
     p.add_argument("--tokens", type=int, default=200, help="new tokens per sample")
     p.add_argument("--samples", type=int, default=1)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top_k", type=int, default=None)
+    p.add_argument("--top_k", type=int, default=0, help="sample from the k most likely tokens (0 = all)")
     p.add_argument("--combine", choices=["logits", "probs"], default="logits")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     try:
-        if args.top_k is not None and args.top_k < 1:
-            raise ConfigError(f"--top_k must be >= 1 (got {args.top_k})")
-        if args.tokens < 1 or args.samples < 1:
-            raise ConfigError("--tokens and --samples must be >= 1")
         from ensemble import find_members
         runs = [r for r in args.runs if r.endswith(".pt")] + find_members([r for r in args.runs if not r.endswith(".pt")], flag="run") \
             if any(not r.endswith(".pt") for r in args.runs) else args.runs
@@ -49,7 +48,7 @@ def main(argv=None):
             raise ConfigError(f"--prompt cannot be encoded by the {metas[0]['tokenizer']} tokenizer ({e})")
         x = torch.tensor([ids] * args.samples, device=args.device)
         g = torch.Generator(device=args.device).manual_seed(args.seed)
-        out = generate(models, x, args.tokens, args.temperature, args.top_k, g, args.combine)
+        out = generate(models, x, args.tokens, args.temperature, args.top_k or None, g, args.combine)
         for row in out.tolist():
             print(tok.decode(row[len(ids):] if not args.prompt else row))
             print("-" * 40)

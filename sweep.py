@@ -185,12 +185,12 @@ class Sweep:
                 s = json.load(f)
             seen = (s["dataset"], s["seq_len"], s["batch_size"])
             if seen != (cfg.dataset, cfg.seq_len, cfg.batch_size):
-                raise SystemExit(f"error: {cfg.out_dir} was trained on {seen[0]} (T={seen[1]}, B={seen[2]}), "
-                                 f"not {cfg.dataset}; use another --runs_dir")
+                raise train.ConfigError(f"{cfg.out_dir} was trained on {seen[0]} (T={seen[1]}, B={seen[2]}), "
+                                        f"not {cfg.dataset}; use another --runs_dir")
             dtype = str(train.resolve_device(cfg)[1]).replace("torch.", "")
             if s.get("dtype", "float32") != dtype:     # a sweep never mixes fp32 and bf16 points
-                raise SystemExit(f"error: {cfg.out_dir} was trained in {s.get('dtype', 'float32')}, this "
-                                 f"machine trains in {dtype}; use another --runs_dir (or --dtype to match)")
+                raise train.ConfigError(f"{cfg.out_dir} was trained in {s.get('dtype', 'float32')}, this "
+                                        f"machine trains in {dtype}; use another --runs_dir (or --dtype to match)")
         elif self.dry:
             self.planned.append(cfg)
             return self.guess(cfg)
@@ -481,7 +481,7 @@ def write_report(sweep, out):
     import fit
     points = collect_points(sweep)
     if not points:
-        raise SystemExit(f"error: no finished runs in {sweep.points_dir}; run the sweep first")
+        raise train.ConfigError(f"no finished runs in {sweep.points_dir}; run the sweep first")
     os.makedirs(out, exist_ok=True)
     pts = os.path.join(out, "points.jsonl")
     with open(pts + ".tmp", "w") as f:
@@ -629,6 +629,9 @@ def summary_table(sweep, points, fits):
                       f"{mean_sd(stud['self-distill']) if stud['self-distill'] else '-'}; "
                       f"gain kept = (L_single - L_student) / (L_single - L_ensemble) = "
                       f"{(L1 - np.mean(stud['distill'])) / (L1 - LK):.0%}"]
+    flagged = sorted(os.path.basename(r["run"]) for r in points if r.get("diverged") and r.get("run"))
+    if flagged:   # shown, not removed: a flag never takes a point out of a fit
+        lines += ["", f"Flagged diverged by train.py (kept in the fits): {', '.join(sorted(set(flagged)))}"]
     return "\n".join(lines) + "\n"
 
 
@@ -736,7 +739,9 @@ def ensure_dataset(sweep, create=True):
                 print(f"note: {sweep.dataset} is not prepared yet; the sweep will first run "
                       f"python -m data.prepare {' '.join(p['prepare'])}")
             else:
-                subprocess.run([sys.executable, "-m", "data.prepare", *p["prepare"]], check=True)
+                rc = subprocess.run([sys.executable, "-m", "data.prepare", *p["prepare"]]).returncode
+                if rc:      # data.prepare printed its one line already
+                    raise SystemExit(rc)
 
 
 def shard_models(models, i, n):
@@ -752,7 +757,7 @@ def shard_models(models, i, n):
 
 
 def main(argv=None):
-    ap = train.OneLineParser(description=__doc__.strip().split("\n\n")[0])
+    ap = train.OneLineParser(description=__doc__.strip().split("\n\n")[0], ranges=dict(tflops="> 0"))
     ap.add_argument("--preset", choices=list(PRESETS), default="mini")
     ap.add_argument("--runs_dir", default=None, help="default runs/<preset>")
     ap.add_argument("--out", default=None, help="report folder, default results/<preset>")
@@ -765,6 +770,11 @@ def main(argv=None):
                     help="dry run: sustained TFLOP/s for the ETA (0.1 ~ 2 CPU cores in fp32, per bench.py; "
                          "~400 for an H100 at 40%% MFU)")
     args = ap.parse_args(argv)
+    # bad input (a missing dataset, a run folder another process holds: train.py's lock) is one line, exit 2
+    train.run_cli(lambda: run(args, ap))
+
+
+def run(args, ap):
     p = PRESETS[args.preset]
     sweep = Sweep(p, args.preset, args.runs_dir or os.path.join("runs", args.preset),
                   dry_run=args.dry_run or args.report_only, dataset=args.dataset,

@@ -82,6 +82,14 @@ class TrainConfig:
     compile: str = "auto"         # auto (on for CUDA; on a CPU only for runs >= CPU_COMPILE_MIN_FLOPS) | true | false
 
 
+# The allowed range of every numeric field, beside the defaults: the command line refuses a value outside
+# it in one line (data.range_error; NaN and inf never pass), and so does train() for callers in Python.
+RANGES = dict(train_tokens=">= 0", seq_len=">= 1", val_tokens=">= 0", epochs="> 0", lr="> 0", wd=">= 0",
+              batch_size=">= 1", warmup="[0, 1)", grad_clip="> 0", beta1="[0, 1)",
+              beta2="[0, 1)", seed=">= 0", data_seed=">= 0", mix_weight="[0, 1)", evals=">= 1",
+              log_every=">= 0", ckpt_every=">= 0")
+
+
 # Flags that change how a run executes but not what it learns: a run may be resumed with other values.
 RUN_ONLY = ("out_dir", "resume", "device", "compile", "evals", "log_every", "ckpt_every", "micro_batch", "attn",
             "recipe")
@@ -120,6 +128,8 @@ def field_help():
 
 def add_config_flags(p, skip=()):
     helps = field_help()
+    if hasattr(p, "ranges"):   # a OneLineParser checks the ranges right after parsing
+        p.ranges.update({k: v for k, v in RANGES.items() if k not in skip})
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
@@ -130,6 +140,9 @@ def add_config_flags(p, skip=()):
 
 
 def validate(cfg):
+    bad = data.range_error(asdict(cfg), RANGES)
+    if bad:
+        raise ConfigError(bad)
     if cfg.model not in PRESETS:
         raise ConfigError(f"unknown --model {cfg.model!r}; choose one of: {', '.join(PRESETS)}")
     if cfg.attn not in ("sdpa", "flex"):
@@ -140,16 +153,6 @@ def validate(cfg):
     if not (cfg.device in ("auto", "cpu") or (cfg.device.split(":")[0] == "cuda" and torch.cuda.is_available())):
         raise ConfigError(f"--device {cfg.device!r} is not available here; use auto, cpu, cuda or cuda:N "
                           f"(CUDA available: {torch.cuda.is_available()})")
-    if cfg.epochs <= 0:
-        raise ConfigError(f"--epochs must be > 0 (got {cfg.epochs})")
-    if cfg.wd < 0:
-        raise ConfigError(f"--wd must be >= 0 (got {cfg.wd}); it is decoupled: p -= lr*wd*p")
-    if cfg.lr <= 0:
-        raise ConfigError(f"--lr must be > 0 (got {cfg.lr})")
-    if cfg.batch_size <= 0 or cfg.seq_len <= 0:
-        raise ConfigError("--batch_size and --seq_len must be > 0")
-    if not 0 <= cfg.mix_weight < 1:
-        raise ConfigError(f"--mix_weight must be in [0, 1) (got {cfg.mix_weight})")
     if cfg.mix_weight > 0 and not cfg.mix_data:
         raise ConfigError("--mix_weight > 0 needs --mix_data (a prepared dataset of teacher samples)")
     if cfg.dtype not in ("auto", "float32", "bfloat16"):
@@ -393,6 +396,237 @@ def setup_distributed(device_flag):
 
 
 # ----------------------------------------------------------------------------
+# The run folder: one process at a time (a lock), a clean stop on SIGTERM/SIGINT, and restarts after
+# divergence. Each piece is a small function train() calls, so the loop stays readable.
+
+class RunLocked(ConfigError):
+    """Another live process holds the run folder."""
+
+
+def lock_run_dir(out_dir, say=print):
+    """Take out_dir/lock for the whole run: created exclusively, holding this PID and host, so two
+    processes never train into one folder (their checkpoints and logs would interleave). A lock whose
+    process is gone (same host, PID not running) is stale and taken over, with a line saying so.
+    Returns release(), which deletes the lock, and the folders this call created while they are still
+    empty (a refused run leaves nothing behind)."""
+    if os.path.isfile(out_dir):
+        raise ConfigError(f"--out_dir {out_dir} is a file, not a folder; choose another --out_dir")
+    created, d = [], os.path.abspath(out_dir)
+    while not os.path.exists(d):          # deepest first
+        created.append(d)
+        d = os.path.dirname(d)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out_dir {out_dir} cannot be created ({e.strerror}); choose another --out_dir") from None
+    path = os.path.join(out_dir, "lock")
+    me = {"pid": os.getpid(), "host": platform.node(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read_lock(path)
+            if holder is None or _alive(holder):
+                who = (f"PID {holder['pid']} on {holder['host']} (since {holder.get('since', '?')})" if holder
+                       else "a process whose lock file is unreadable")
+                raise RunLocked(f"{out_dir} is in use by {who}; wait for it to finish, or delete {path} if "
+                                f"that process is gone") from None
+            # stale: move it aside under a name of our own, then check we moved the stale one and not a
+            # lock another process took over meanwhile (it would then be put back)
+            aside = f"{path}.stale.{os.getpid()}"
+            try:
+                os.rename(path, aside)
+            except FileNotFoundError:
+                continue
+            if _read_lock(aside) != holder:
+                os.rename(aside, path)
+                continue
+            os.remove(aside)
+            say(f"note: took over the stale lock of {out_dir} (PID {holder['pid']} on {holder['host']} is gone)")
+            continue
+        except OSError as e:
+            raise ConfigError(f"--out_dir {out_dir} is not writable ({e.strerror}); choose another --out_dir") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    else:
+        raise RunLocked(f"{out_dir} is in use: its lock ({path}) keeps changing hands; try again")
+
+    def release():
+        if _read_lock(path) == me:
+            os.remove(path)
+        for d in created:
+            try:
+                os.rmdir(d)         # only succeeds while empty
+            except OSError:
+                break
+    return release
+
+
+def lock_for_ranks(cfg, rank, world, local_rank):
+    """Rank 0 takes the run folder's lock (it alone writes there); under DDP every rank learns whether
+    it got it, so no rank waits in a collective for a rank 0 that was refused."""
+    release, refused = None, None
+    if rank == 0:
+        try:
+            release = lock_run_dir(cfg.out_dir, say=lambda m: print(m, file=sys.stderr, flush=True))
+        except ConfigError as e:
+            refused = e
+    if world > 1:
+        got = torch.tensor(0.0 if refused else 1.0, device=resolve_device(cfg, local_rank)[0])
+        dist.broadcast(got, 0)
+        if not got.item() and rank != 0:
+            raise SystemExit(2)       # rank 0 prints the one line
+    if refused:
+        raise refused
+    return release
+
+
+def _read_lock(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(holder):
+    """Whether the lock's process still runs. On another host we cannot tell: assume it does."""
+    if holder.get("host") != platform.node():
+        return True
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError, KeyError):
+        return True
+    try:   # a zombie (dead, not yet reaped) still answers kill(pid, 0)
+        with open(f"/proc/{int(holder['pid'])}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class StopSignal:
+    """SIGTERM (what schedulers send before reclaiming a node) and SIGINT (Ctrl-C) only set a flag; the
+    loop finishes its step, writes a checkpoint and exits with 128 + the signal number. Further signals
+    are ignored while it does (torchrun forwards a SIGTERM after the terminal's SIGINT); SIGKILL still
+    works, and the atomic checkpoint survives it."""
+
+    def __init__(self):
+        self.signum, self.old = 0, {}
+
+    def __enter__(self):
+        import signal
+        import threading
+        if threading.current_thread() is threading.main_thread():   # handlers can only live there
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = self.signum or signum
+
+    def __exit__(self, *exc):
+        import signal
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+
+
+def agree_on_stop(stop, world, device):
+    """The signal number every rank stops on (0: go on). Under DDP a signal may reach one rank only, or
+    the ranks at different steps; all must stop at the same step or the next collective hangs, so they
+    agree here, at log steps (a host sync per step would cost speed)."""
+    if world == 1:
+        return stop.signum
+    flag = torch.tensor(float(stop.signum), device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
+
+
+def params_finite(model, loss=0.0):
+    """One fused check on the device at checkpoint time (never per step): the largest |weight| of all
+    parameters (NaN if any is NaN), read with one sync. `loss` is the loss of these weights (the eval's
+    val loss, or a probe): finite but blown-up weights (an lr of 1e30 leaves ~1e30) give a non-finite
+    loss at once, so a checkpoint that passes both is one a lower --lr can restart from.
+    Returns (ok, max |weight|)."""
+    with torch.no_grad():
+        wmax = float(torch.stack(torch._foreach_norm([p.detach() for p in model.parameters()], math.inf)).max())
+    return math.isfinite(wmax) and math.isfinite(loss), wmax
+
+
+def rerun_command(cfg, extra=(), world=1, same_entry=False):
+    """A command line that continues this run with `extra` flags appended, as a user would type it, so
+    printed advice works word for word: the command that started this process when it is train.py or
+    distill.py (or same_entry: sweep.py and ensemble.py resume by themselves), otherwise (a run inside
+    sweep.py or ensemble.py, whose own rerun could not pass a new --lr) train.py on this run folder."""
+    import shlex
+    launcher = [f"torchrun --nproc_per_node {world}" if world > 1 else "python"]
+    if same_entry or os.path.basename(sys.argv[0]) in ("train.py", "distill.py"):
+        return " ".join(launcher + [shlex.quote(a) for a in sys.argv + list(extra)])
+    default = asdict(TrainConfig())
+    flags = [f"--{k}" if v is True else f"--{k}={v}" for k, v in asdict(cfg).items()
+             if v != default[k] and v is not False]
+    return " ".join(launcher + ["train.py"] + [shlex.quote(a) for a in flags + list(extra)])
+
+
+def restart_after_divergence(old, cfg):
+    """Whether resuming checkpoint config `old` (a dict) with cfg is the restart the divergence advice
+    asks for: the run stopped on divergence (out_dir/diverged.json) and only --lr differs, lower.
+    Returns the restart record for config.json and summary.json, or None if this is a plain resume."""
+    marker = os.path.join(cfg.out_dir, "diverged.json")
+    if old.get("lr") == cfg.lr or not os.path.exists(marker):
+        return None
+    with open(marker) as f:
+        div = json.load(f)
+    check_same_config(old, cfg, ignore=RUN_ONLY + ("lr",), what="holds a checkpoint trained (--resume)")
+    if not cfg.lr < old["lr"]:
+        raise ConfigError(f"{cfg.out_dir} diverged at --lr {old['lr']}; a restart needs a lower --lr "
+                          f"(got {cfg.lr})")
+    return {"step": div["ckpt_step"], "lr_before": old["lr"], "lr": cfg.lr, "diverged_at": div["step"]}
+
+
+def check_divergence(log_path, val_loss, vocab):
+    """Why a finished run looks diverged without ever producing a non-finite loss, or None: its val loss
+    is above the uniform predictor's log(V), or its train loss at the end is above its train loss at
+    the first log. Val rising while train falls is honest overfitting, not divergence."""
+    if not val_loss <= math.log(vocab):
+        return f"val loss {val_loss:.4f} is above log(V) = {math.log(vocab):.4f}, the uniform predictor's"
+    try:
+        with open(log_path) as f:
+            train_losses = [r["train_loss"] for r in map(json.loads, f) if r.get("train_loss") is not None]
+    except (OSError, ValueError):
+        return None
+    if len(train_losses) > 1 and train_losses[-1] > train_losses[0]:
+        return (f"train loss at the end ({train_losses[-1]:.4f}) is above the train loss at the first log "
+                f"({train_losses[0]:.4f})")
+    return None
+
+
+def trim_log(log_path, start_step):
+    """Keep the lines of log.jsonl up to start_step (a fresh run: none): the rest is redone, and a run
+    that restarts must not append to an old log. A torn last line (killed mid-write) is dropped; a
+    malformed line elsewhere is an error naming its line number."""
+    if not os.path.exists(log_path):
+        return
+    keep = []
+    with open(log_path) as f:
+        lines = f.readlines()
+    for i, line in enumerate(lines, 1):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            if i == len(lines):
+                break          # torn by a kill during the write: redone anyway
+            raise ConfigError(f"{log_path} line {i} is not JSON; fix or delete that line, then --resume") from None
+        if rec["step"] <= start_step:
+            keep.append(line if line.endswith("\n") else line + "\n")
+    with open(log_path + ".tmp", "w") as f:
+        f.writelines(keep)
+    os.replace(log_path + ".tmp", log_path)
+
+
+# ----------------------------------------------------------------------------
 # The training run
 
 def load_data(cfg):
@@ -530,11 +764,23 @@ def train_step(model, raw_model, optimizer, batches, lr, grad_clip, accum, devic
 
 def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extra=None, quiet=False):
     """Train one model as configured and return its summary dict (also written to summary.json).
-    loss_fn(model, x, y) -> scalar lets distill.py add a KL-to-teacher term without copying the loop."""
+    loss_fn(model, x, y) -> scalar lets distill.py add a KL-to-teacher term without copying the loop.
+    The run folder is locked for the whole run, and SIGTERM/SIGINT stop it at a checkpoint."""
     validate(cfg)
     if cfg.init_from:   # the shape is the source's: record its preset name (export.init_model_name)
         import export
         cfg = dataclasses.replace(cfg, model=export.init_model_name(cfg))
+    release = lock_for_ranks(cfg, rank, world, local_rank)
+    try:
+        with StopSignal() as stop:
+            return train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop)
+    finally:
+        if release:
+            release()
+
+
+def train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop):
+    """train() in the locked run folder; `stop` holds a SIGTERM/SIGINT received meanwhile."""
     master = rank == 0
     say = (lambda *a: print(*a, flush=True)) if master and not quiet else (lambda *a: None)
     device, dtype, use_compile = resolve_device(cfg, local_rank)
@@ -598,7 +844,8 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
     # ---- output folder: never silently overwrite a run; --resume continues one ----
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     summary_path = os.path.join(cfg.out_dir, "summary.json")
-    start_step, wall_before, history = 0, 0.0, []
+    start_step, wall_before, history, restarts = 0, 0.0, [], []
+    log_path = os.path.join(cfg.out_dir, "log.jsonl")
     if (os.path.exists(ckpt_path) or os.path.exists(summary_path)) and not cfg.resume:
         raise ConfigError(f"{cfg.out_dir} already holds a run; pass --resume to continue it or choose another --out_dir")
     if cfg.resume and os.path.exists(summary_path) and not os.path.exists(ckpt_path):
@@ -606,7 +853,9 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
                           f"choose another --out_dir")
     if cfg.resume and os.path.exists(ckpt_path):
         ckpt = load_checkpoint(ckpt_path, device)
-        check_same_config(ckpt["config"], cfg, what="holds a checkpoint trained (--resume)")
+        restart = restart_after_divergence(ckpt["config"], cfg)   # the divergence advice: a lower --lr
+        if restart is None:
+            check_same_config(ckpt["config"], cfg, what="holds a checkpoint trained (--resume)")
         if ckpt.get("dtype", "float32") != dtype_name:   # never mix fp32 and bf16 steps in one run
             raise ConfigError(f"{cfg.out_dir} was trained in {ckpt.get('dtype', 'float32')}, this machine "
                               f"resolves --dtype {cfg.dtype} to {dtype_name}; resume with --dtype "
@@ -617,26 +866,29 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
         if "rng_cuda" in ckpt and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng_cuda"]])
         start_step, wall_before, history = ckpt["step"], ckpt["wall_s"], json.loads(ckpt["history"])
+        restarts = json.loads(ckpt.get("restarts", "[]")) + ([restart] if restart else [])
         if start_step == steps and os.path.exists(summary_path):   # finished: nothing to redo
             with open(summary_path) as f:
                 say(f"{cfg.out_dir} is finished already ({summary_path})")
                 return json.load(f)
-        say(f"resumed from {ckpt_path} at step {start_step}/{steps}")
-        log_path = os.path.join(cfg.out_dir, "log.jsonl")
-        if master and os.path.exists(log_path):   # drop lines logged after the checkpoint: they are redone
-            with open(log_path) as f:
-                keep = [line for line in f if json.loads(line)["step"] <= start_step]
-            with open(log_path + ".tmp", "w") as f:
-                f.writelines(keep)
-            os.replace(log_path + ".tmp", log_path)
+        say(f"resumed from {ckpt_path} at step {start_step}/{steps}" +
+            (f", restarting after divergence with --lr {cfg.lr} (was {restart['lr_before']}); the cosine "
+             f"schedule continues from this step with the new peak" if restart else ""))
     if master:
         os.makedirs(cfg.out_dir, exist_ok=True)
+        trim_log(log_path, start_step)     # lines after the checkpoint (a fresh run: all) are redone
+        if not start_step and os.path.exists(os.path.join(cfg.out_dir, "diverged.json")):
+            os.remove(os.path.join(cfg.out_dir, "diverged.json"))   # a fresh start: the old divergence is gone
+    if restarts:   # the decay actually applied: each segment at its own peak
+        peaks = [(0, restarts[0]["lr_before"])] + [(r["step"], r["lr"]) for r in restarts]
+        decay_budget = cfg.wd * sum(lr_at(t, steps, warmup_steps, [p for s0, p in peaks if s0 <= t][-1])
+                                    for t in range(steps))
     derived = dict(steps=steps, warmup_steps=warmup_steps, grad_accum=accum, micro_batch=micro,
                    micro_batch_why=micro_why, world=world,
                    n_seq=n_real, D=n_real * T, N=n_params, N_nonembed=n_nonembed, flops_per_token=flops_tok,
                    decay_budget=decay_budget, resolved_device=str(device),
                    resolved_dtype=dtype_name, resolved_compile=use_compile, vocab=ds.meta["vocab_size"],
-                   tokenizer=ds.meta["tokenizer"], **code_version())
+                   tokenizer=ds.meta["tokenizer"], **code_version(), **({"restarts": restarts} if restarts else {}))
     if master:
         atomic_write_json(os.path.join(cfg.out_dir, "config.json"), {**asdict(cfg), **derived})
     say(json.dumps({**asdict(cfg), **derived}))
@@ -692,6 +944,21 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
             with open(os.path.join(cfg.out_dir, "log.jsonl"), "a") as f:
                 f.write(json.dumps(rec) + "\n")
 
+    def diverged(done, what, ckpt_step):
+        """Stop on divergence, keeping the last checkpoint whose weights passed params_finite, and say
+        how to restart from it (a lower --lr is the one change --resume then allows)."""
+        lr = f"{min(cfg.lr / 3, TrainConfig.lr):.3g}"    # a third, at most the default
+        if ckpt_step:
+            if master:
+                atomic_write_json(os.path.join(cfg.out_dir, "diverged.json"),
+                                  {"step": done, "ckpt_step": ckpt_step, "lr": cfg.lr, "what": what})
+            advice = (f"the last good checkpoint (step {ckpt_step}: finite weights, loss below log(V) + 1) is kept "
+                      f"in {ckpt_path}; "
+                      f"restart from it with a lower learning rate: {rerun_command(cfg, ['--resume', '--lr', lr], world)}")
+        else:
+            advice = f"no checkpoint was written; rerun with a lower learning rate: {rerun_command(cfg, ['--lr', lr], world)}"
+        raise FloatingPointError(f"{what} at step {done}; {advice}")
+
     # ---- the loop ----
     model.train()
     loss_acc = torch.zeros((), device=device)      # summed on device; read only at log steps (no sync per step)
@@ -707,15 +974,14 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
 
         is_eval = done % eval_every == 0 or done == steps
         is_ckpt = done % ckpt_every == 0 or done == steps
-        if done % log_every == 0 or is_eval or is_ckpt:
+        if done % log_every == 0 or is_eval or is_ckpt or (stop.signum and world == 1):
             if world > 1:
                 dist.all_reduce(loss_acc)
                 loss_acc /= world
+            signum = agree_on_stop(stop, world, device) if done < steps else 0   # the last step just finishes
             train_loss = loss_acc.item() / n_acc
             if not math.isfinite(train_loss):
-                last = f"the last good checkpoint (step {ckpt_step}) is kept in {ckpt_path}" if ckpt_step else "no checkpoint was written"
-                raise FloatingPointError(f"non-finite training loss at step {done}; {last}; "
-                                         f"lower --lr or check the data")
+                diverged(done, "non-finite training loss", ckpt_step)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             dt = time.time() - t_log
@@ -734,10 +1000,28 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
             write_log(rec)
             loss_acc.zero_()
             n_acc, t_log, tok_log = 0, time.time(), 0
-            if master and is_ckpt:
-                save_checkpoint(ckpt_path, raw_model, optimizer, done, cfg,
-                                {"wall_s": elapsed, "history": json.dumps(history), "dtype": dtype_name})
-                ckpt_step = done
+            if is_ckpt or signum:
+                # every rank checks (DDP keeps the weights identical, so all agree) and only rank 0 saves
+                # the loss of these weights: the eval's, or one val batch's (the same compiled graph)
+                loss_now = rec["val_loss"] if is_eval else evaluate(eval_model, val_windows[:micro], micro,
+                                                                    device, dtype, skip, pad=use_compile)
+                ok, wmax = params_finite(raw_model, loss_now)
+                if not ok:
+                    diverged(done, f"non-finite weights or loss on them (max |w| {wmax:.3g})", ckpt_step)
+                # weights a nat worse than the uniform predictor have blown up: a restart from them fails
+                # too, so the previous checkpoint stays the one to go back to (a run that ends like this
+                # still writes its last one, and is flagged; a signal saves where it stopped)
+                healthy = loss_now <= math.log(ds.meta["vocab_size"]) + 1.0 or done == steps or signum
+                if master and healthy:
+                    save_checkpoint(ckpt_path, raw_model, optimizer, done, cfg,
+                                    {"wall_s": elapsed, "history": json.dumps(history), "dtype": dtype_name,
+                                     "restarts": json.dumps(restarts)})
+                    if os.path.exists(os.path.join(cfg.out_dir, "diverged.json")):   # past the divergence now
+                        os.remove(os.path.join(cfg.out_dir, "diverged.json"))
+                if healthy:
+                    ckpt_step = done
+            if signum:
+                stop_at_checkpoint(signum, done, steps, ckpt_path, cfg, world, master)
             if is_eval and done == steps:
                 final = rec
 
@@ -760,6 +1044,13 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
                           "real_per_step": B_real, "synthetic_passes": steps * B_syn / len(mix)}
     if ds.meta.get("tokenizer") == "synthetic":
         summary["limits"] = data.limits(ds, n_real * T + 1, val_windows)
+    if restarts:
+        summary["restarts"] = restarts    # not the uninterrupted run: it restarted at a lower lr
+    why = check_divergence(log_path, summary["val_loss"], ds.meta["vocab_size"]) if master else None
+    if why:
+        summary["diverged"], summary["diverged_reason"] = True, why
+        print(f"warning: {cfg.out_dir} looks diverged: {why}; summary.json flags it (diverged: true)",
+              file=sys.stderr, flush=True)
     summary.update(summary_extra or {})
     if master:
         atomic_write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
@@ -769,6 +1060,20 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extr
         say(f"done: val loss {summary['val_loss']:.4f}, train loss {summary['train_loss']:.4f}{extra} "
             f"| {summary['wall_s']:.0f}s -> {cfg.out_dir}/summary.json")
     return summary
+
+
+def stop_at_checkpoint(signum, done, steps, ckpt_path, cfg, world, master):
+    """After the checkpoint of a signalled step: say how to resume, exit with 128 + the signal number."""
+    import signal
+    if world > 1:
+        dist.barrier()      # no rank exits (torchrun would then kill the others) before rank 0 has saved
+    if master:
+        entry = os.path.basename(sys.argv[0])
+        how = rerun_command(cfg, ["--resume"] if entry in ("train.py", "distill.py") else [], world,
+                            same_entry=entry in ("sweep.py", "ensemble.py"))
+        print(f"stopped by {signal.Signals(signum).name} after step {done}/{steps}; checkpoint {ckpt_path}; "
+              f"resume with: {how}", file=sys.stderr, flush=True)
+    raise SystemExit(128 + signum)
 
 
 def run_cli(body):

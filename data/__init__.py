@@ -13,7 +13,7 @@ streaming path: any corpus -> shards in bounded memory), shards.py (llm.c shards
 them read as one lazy TokenStream).
 """
 
-from .dataset import (DATA_ROOT, Dataset, DataError, OneLineParser, Samples, Windows, load_dataset,
+from .dataset import (DATA_ROOT, Dataset, DataError, OneLineParser, Samples, Windows, load_dataset, range_error,
                       token_dtype, train_sequences, val_windows, write_dataset)
 from .tokenizer import get_tokenizer
 

@@ -17,7 +17,8 @@ import numpy as np
 from . import shards
 # re-exported: older code imports these from data.dataset
 from .format import (DATA_ROOT, REPO, REQUIRED_META, Dataset, DataError, OneLineParser,  # noqa: F401
-                     memmap, read_meta, shared_dir, token_dtype, write_dataset)
+                     check_token_ids, memmap, range_error, read_meta, shared_dir, token_dtype,
+                     write_dataset)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -71,14 +72,26 @@ def _how_to_create(spec):
 
 def _load_ours(path):
     with open(os.path.join(path, "meta.json")) as f:
-        meta = json.load(f)
+        try:
+            meta = json.load(f)
+        except ValueError as e:
+            raise DataError(f"{path}/meta.json is not valid JSON ({e}); recreate the dataset") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}/meta.json holds no object; recreate the dataset")
     missing = [key for key in REQUIRED_META if key not in meta]
     if missing:
         raise DataError(f"{path}/meta.json lacks {', '.join(missing)}; recreate the dataset")
     if "train_shards" in meta:  # the streaming prepare's layout: llm.c shards listed in meta
         return shards.load_sharded_dataset(path, meta)
-    train = memmap(os.path.join(path, "train.bin"), meta["dtype"], meta["train_tokens"])
-    val = memmap(os.path.join(path, "val.bin"), meta["dtype"], meta["val_tokens"])
+    try:
+        train = memmap(os.path.join(path, "train.bin"), meta["dtype"], int(meta["train_tokens"]))
+        val = memmap(os.path.join(path, "val.bin"), meta["dtype"], int(meta["val_tokens"]))
+    except DataError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{path}/meta.json has a bad dtype or token count ({e}); recreate the dataset") from None
+    for file, tokens in ((os.path.join(path, "train.bin"), train), (os.path.join(path, "val.bin"), val)):
+        check_token_ids(tokens, meta["vocab_size"], file)
     return Dataset(train, val, meta, os.path.abspath(path))
 
 

@@ -15,6 +15,7 @@ the problem and the fix; the command-line tools print it and exit with status 2.
 
 import argparse
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -33,9 +34,47 @@ def shared_dir():
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line on stderr (no usage dump) and exit code 2: the parser of
-    every command-line tool in the project (train.py re-exports it)."""
+    every command-line tool in the project (train.py re-exports it). `ranges` maps a flag's dest to
+    its allowed range (see range_error); every numeric flag is checked right after parsing."""
+    def __init__(self, *args, ranges=None, **kw):
+        super().__init__(*args, **kw)
+        self.ranges = dict(ranges or {})
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, rest = super().parse_known_args(args, namespace)
+        msg = range_error(vars(ns), self.ranges)
+        if msg:
+            self.error(msg)
+        return ns, rest
+
     def error(self, message):
         self.exit(2, f"error: {message}; see {self.prog} -h\n")
+
+
+def in_range(value, spec):
+    """Whether a number lies in `spec`: '> a', '>= a', or an interval '[a, b)', '(a, b]', '[a, b]',
+    '(a, b)'. Written so that NaN is never in range (every comparison with NaN is False)."""
+    spec = spec.strip()
+    if spec.startswith(">="):
+        return value >= float(spec[2:])
+    if spec.startswith(">"):
+        return value > float(spec[1:])
+    lo, hi = (float(x) for x in spec[1:-1].split(","))
+    return ((value >= lo) if spec[0] == "[" else (value > lo)) and ((value <= hi) if spec[-1] == "]" else (value < hi))
+
+
+def range_error(values, ranges):
+    """The one-line complaint about the first value outside its range (values: name -> number; None
+    means 'not given' and passes), or None. Floats must also be finite: inf epochs would never end."""
+    for name, spec in ranges.items():
+        v = values.get(name)
+        if v is None or isinstance(v, (bool, str)):   # not given, a switch, or a word like "auto"
+            continue
+        finite = math.isfinite(v) if isinstance(v, float) else True
+        if not (finite and in_range(v, spec)):
+            where = spec if spec.startswith(">") else f"in {spec}"
+            return f"--{name} must be {'a finite number ' if isinstance(v, float) else ''}{where} (got {v})"
+    return None
 
 
 class DataError(ValueError):
@@ -152,3 +191,11 @@ def memmap(file, dtype, n_tokens, offset=0):
         empty.flags.writeable = False
         return empty
     return np.memmap(file, dtype=dtype, mode="r", offset=offset, shape=(n_tokens,))
+
+
+def check_token_ids(tokens, vocab_size, file):
+    """Token ids >= the vocabulary would fail deep inside the embedding (an IndexError, or garbage on a
+    GPU); one pass of max() over the memmap when a file is opened names the file instead."""
+    if len(tokens) and int(tokens.max()) >= vocab_size:
+        raise DataError(f"{file} holds token id {int(tokens.max())}, outside the vocabulary of {vocab_size}; "
+                        f"the file does not belong to this tokenizer: recreate it")

@@ -39,7 +39,7 @@ import sys
 import numpy as np
 
 from . import stream
-from .format import DATA_ROOT, DataError, OneLineParser, shared_dir, write_dataset
+from .format import DATA_ROOT, DataError, OneLineParser, range_error, shared_dir, write_dataset
 from .tokenizer import DEFAULT_PATTERN, PATTERNS, file_sha256, get_tokenizer
 
 # The works by genre (Folio categories; Troilus, a "problem play", counted with the tragedies).
@@ -172,8 +172,9 @@ def prepare(input, tokenizer="byte", out=None, val_fraction=0.1, val_docs=None, 
             source=None, force=False, pattern=None, shard_tokens=None, max_tokens=None,
             val_tokens=None):
     """Tokenize input into a dataset folder; returns its path. See the module docstring."""
-    if not 0 < val_fraction < 1:
-        raise DataError(f"--val_fraction {val_fraction} must be between 0 and 1")
+    bad = range_error(dict(val_fraction=val_fraction, seed=seed), RANGES)
+    if bad:
+        raise DataError(bad)
     tok = get_tokenizer("r50k_base" if tokenizer == "gpt2" else tokenizer, pattern)
     out = out or default_out(input, tok.name if hasattr(tok, "file") else tokenizer)
     if stream.is_streaming_input(input) or (shard_tokens, max_tokens, val_tokens) != (None,) * 3:
@@ -240,8 +241,11 @@ def prepare(input, tokenizer="byte", out=None, val_fraction=0.1, val_docs=None, 
     return write_dataset(out, train, val, meta, force=force)
 
 
+RANGES = dict(val_fraction="(0, 1)", seed=">= 0", shard_tokens=">= 1", max_tokens=">= 1", val_tokens=">= 0")
+
+
 def main(argv=None):
-    ap = OneLineParser(description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(description=__doc__.split("\n\n")[0], ranges=RANGES)
     ap.add_argument("input", help="'shakespeare', a .txt file, a folder of .txt files, or a "
                                   "folder of .jsonl(.gz/.zst) files (streamed into shards)")
     ap.add_argument("--tokenizer", default="byte", help="byte, a tiktoken encoding (r50k_base), "

@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from .format import Dataset, DataError, memmap
+from .format import Dataset, DataError, check_token_ids, memmap
 
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
@@ -164,6 +164,9 @@ def load_shards(files, name):
     if not train_files or not val_files:
         raise DataError(f"{name}: found {len(train_files)} train and {len(val_files)} val "
                         f"shards; need at least one of each (names containing 'train' / 'val')")
+    for f in train_files + val_files:   # cheap on the memmap, and names the bad shard
+        t = read_shard(f)
+        check_token_ids(t, BARE_META[t.dtype.name]["vocab_size"], f)
     train, val = stream(train_files), stream(val_files)
     if train.dtype != val.dtype:
         raise DataError(f"{name}: the train shards hold {train.dtype} tokens, the val shards "
@@ -185,6 +188,8 @@ def load_sharded_dataset(path, meta):
         missing = [f for f in files if not os.path.exists(f)]
         if missing:
             raise DataError(f"{missing[0]} is missing; rerun the prepare command to recreate it")
+        for f in files:                 # cheap on the memmap, and names the bad shard
+            check_token_ids(read_shard(f), meta["vocab_size"], f)
         tokens = stream(files) if files else np.zeros(0, meta["dtype"])
         if len(tokens) != meta[f"{split}_tokens"] or (len(tokens) and tokens.dtype != meta["dtype"]):
             raise DataError(f"{path}: the {split} shards hold {len(tokens)} {tokens.dtype} tokens "

@@ -47,7 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from .format import DATA_ROOT, Dataset, DataError, OneLineParser, write_dataset
+from .format import DATA_ROOT, Dataset, DataError, OneLineParser, range_error, write_dataset
 
 # Defaults. An order-1 source over V = 1,024 symbols, s = 32 successors per symbol: 1,024 x 31 =
 # ~32K free probabilities to learn from D tokens, so at the trainer's D = 250K (~244 observations
@@ -59,6 +59,8 @@ from .format import DATA_ROOT, Dataset, DataError, OneLineParser, write_dataset
 # embedding -> logits map) limits small models, which is what gives a clean curve in N.
 # alpha = 0.3 makes each p_c peaked rather than flat. 128K val tokens measure a loss to ~0.003.
 DEFAULT = dict(V=1024, k=1, s=32, alpha=0.3, n_train=2_097_152, n_val=131_072, seed=1234)
+# the ranges draw_source and build accept (the command line refuses anything else in one line)
+RANGES = dict(V=">= 2", k=">= 1", s=">= 1", alpha="> 0", n_train=">= 2", n_val=">= 2", seed=">= 0")
 REPORT_D = (250_000, 500_000, 1_000_000, 2_000_000)  # limits stored in meta for convenience
 MAX_CONTEXTS = 2**20
 
@@ -79,7 +81,7 @@ class Source:
 
 
 def draw_source(V, k, s, alpha, seed):
-    if not (1 <= s <= V and k >= 1 and alpha > 0 and V ** k <= MAX_CONTEXTS):
+    if range_error(dict(V=V, k=k, s=s, alpha=alpha, seed=seed), RANGES) or not (s <= V and V ** k <= MAX_CONTEXTS):
         raise DataError(f"bad synthetic parameters V={V} k={k} s={s} alpha={alpha}: need "
                         f"1 <= s <= V, k >= 1, alpha > 0 and V^k <= {MAX_CONTEXTS}")
     rng = np.random.default_rng([seed, 0])
@@ -287,7 +289,7 @@ def generate(out, force=False, **params):
 
 
 def main(argv=None):
-    ap = OneLineParser(description="Generate a synthetic Markov dataset.")
+    ap = OneLineParser(description="Generate a synthetic Markov dataset.", ranges=RANGES)
     ap.add_argument("--out", default=os.path.join(DATA_ROOT, "synthetic"))
     for key, value in DEFAULT.items():
         ap.add_argument(f"--{key}", type=type(value), default=value)
