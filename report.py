@@ -49,8 +49,12 @@ def searched(singles, recipe, D):
 
 
 def main_budget(singles):
-    Ds = [r["D"] for r in singles if _base(r["recipe"]) == "regularized" and r["D"] is not None]
-    return max(set(Ds), key=Ds.count) if Ds else None
+    """The budget with the most regularized runs (or standard ones, before the wd search begins)."""
+    for recipe in ("regularized", "standard"):
+        Ds = [r["D"] for r in singles if _base(r["recipe"]) == recipe and r["D"] is not None]
+        if Ds:
+            return max(set(Ds), key=Ds.count)
+    return None
 
 
 def _fits(js, recipe, axis, D):
@@ -182,15 +186,20 @@ def findings(singles, ens_rows, js):
         "searched wd >= 4x 0.1 at every size", all(w >= 0.4 for w in wds) if wds else None)
     # 3. monotone in N
     Ns = sorted(reg)
-    if len(Ns) >= 2:
+    if len(Ns) < 2:
+        row("regularized loss falls monotonically in N", "yes, 4 sizes", "-", "every larger size better by > 2 sigma", None)
+    else:
         steps = [reg[a][0] - reg[b][0] for a, b in zip(Ns, Ns[1:])]
         ours = ", ".join(f"{params_label(n * 1e9)}: {reg[n][0]:.3f}" for n in Ns) + f" (sigma {sig:.3f})"
         row("regularized loss falls monotonically in N", "yes, 4 sizes", ours,
             "every larger size better by > 2 sigma", all(s > 2 * sig for s in steps))
     # 4. E identified
     fN = _fits(js, "regularized", "N", D)
+    if not fN:
+        row("regularized recipe has an asymptote E", f"E = {PAPER['regularized_E']}", "-", "fit.py 'identified'", None)
     for f in fN[:1]:
-        row("regularized recipe has an asymptote E", f"E = {PAPER['regularized_E']}", _ci(f["E"], f["E_ci"]),
+        row("regularized recipe has an asymptote E", f"E = {PAPER['regularized_E']}",
+            _ci(f["E"], f["E_ci"]) if f["identified"] else "not identified (fit.py's note in fits.json)",
             "fit.py 'identified': monotone, 90% interval excludes 0, narrower than the losses' spread",
             bool(f["identified"]))
     # 5. ensembles below the regularized asymptote

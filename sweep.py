@@ -474,7 +474,10 @@ def collect_points(sweep):
         budgets = [sweep.p["D"]] + (sweep.p["data_budgets"] if sweep.p.get("reg_data_budgets") else [])
         if any(at_budget(s["D"], B, sweep.p["seq_len"]) for B in budgets):
             rows.append({**s, "recipe": "regularized"})
-    return rows
+    # a budget's runs count as "regularized" only once its wd search has begun (a run at wd != 0.1):
+    # before that they are the standard recipe's alone, and a report would pass them off as tuned
+    searched = {(r["D"], r["model"]) for r in rows if r["recipe"] == "regularized" and r["wd"] != STD_WD}
+    return [r for r in rows if r["recipe"] != "regularized" or (r["D"], r["model"]) in searched]
 
 
 def write_report(sweep, out):
@@ -571,19 +574,21 @@ def summary_table(sweep, points, fits):
                 ens[r["model"]] = r
     for m in sweep.p["models"]:
         (sc, sl, scert, s0), (rc, rl, rcert, r0) = best("standard", m), best("regularized", m)
-        if sc is None or rc is None:
+        if sc is None and rc is None:
             continue
         N = next(r["N"] for r in main if r.get("model") == m)
         e = ens.get(m)
         el = " / ".join(f"{e['losses'][str(k)]:.3f}" for k in range(1, e["K"] + 1)) if e else "-"
         ep = f"{e['losses_probs'][str(e['K'])]:.3f}" if e and "losses_probs" in e else "-"
-        lines.append(f"| {m} | {N:,} | {sc[:2]} -> {fresh(sl, s0)}, {scert} | {rc} -> {fresh(rl, r0)}, {rcert} | {el} | {ep} |")
+        st = f"{sc[:2]} -> {fresh(sl, s0)}, {scert}" if sc else "-"
+        rg = f"{rc} -> {fresh(rl, r0)}, {rcert}" if rc else "- (not searched yet)"
+        lines.append(f"| {m} | {N:,} | {st} | {rg} | {el} | {ep} |")
     lines += ["", "| fit | x | E (asymptote) | 90% interval | identified | note |", "|---|---|---|---|---|---|"]
     for f in fits["fits"] + fits["data_laws"]:
         x = f["axis"] if "N" not in f or f["N"] is None or f["axis"] != "K" else f"K at N={f['N'] * 1e9:,.0f}"
         at = f"D={f['D'] * 1e9:,.0f}" if f.get("D") else "over D"
-        lines.append(f"| {f['recipe'].split(' [')[0]} ({at}) | {x} | {f['E']:.3f} | "
-                     f"[{f['E_ci'][0]:.3f}, {f['E_ci'][1]:.3f}] | {f['identified']} | {f['warning'] or ''} |")
+        lines.append(f"| {f['recipe'].split(' [')[0]} ({at}) | {x} | {f['E']:.3g} | "
+                     f"[{f['E_ci'][0]:.3g}, {f['E_ci'][1]:.3g}] | {f['identified']} | {f['warning'] or ''} |")
     for j in fits["joint"]:
         lines.append(f"| joint N, K -> inf | two-step | {j['E']:.3f} | [{j['E_ci'][0]:.3f}, {j['E_ci'][1]:.3f}] | "
                      f"{j['identified']} | {j['warning'] or ''} |")
@@ -640,7 +645,11 @@ def learning_curves(sweep, points, out):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    m, D = sweep.p["models"][-1], sweep.p["D"]
+    D = sweep.p["D"]
+    have = [m for m in sweep.p["models"] if any(r.get("model") == m and r["recipe"] == "regularized" for r in points)]
+    if not have:          # nothing searched yet: no overfitting picture to draw
+        return
+    m = have[-1]          # the largest size with runs
     runs = {}
     for r in points:   # one curve per config
         if r["recipe"] == "regularized" and r.get("model") == m and r["seed"] == 0:

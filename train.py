@@ -1046,7 +1046,7 @@ def train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop)
         summary["limits"] = data.limits(ds, n_real * T + 1, val_windows)
     if restarts:
         summary["restarts"] = restarts    # not the uninterrupted run: it restarted at a lower lr
-    why = check_divergence(log_path, summary["val_loss"], ds.meta["vocab_size"]) if master else None
+    why = check_divergence(log_path, summary["val_loss"], ds.meta["vocab_size"]) if master and steps > 0 else None
     if why:
         summary["diverged"], summary["diverged_reason"] = True, why
         print(f"warning: {cfg.out_dir} looks diverged: {why}; summary.json flags it (diverged: true)",
