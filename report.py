@@ -183,7 +183,7 @@ def findings(singles, ens_rows, js):
         if cfgs:
             wds.append(float(min(cfgs, key=lambda r: r["loss"])["config"][2]))
     row("tuned weight decay is far above 0.1", "0.8-3.2 (about 30x)", ", ".join(f"{w:g}" for w in wds) or "-",
-        "searched wd >= 4x 0.1 at every size", all(w >= 0.4 for w in wds) if wds else None)
+        "searched wd >= 4x 0.1 at every size (3+ sizes searched)", all(w >= 0.4 for w in wds) if len(wds) >= 3 else None)
     # 3. monotone in N
     Ns = sorted(reg)
     if len(Ns) < 2:

@@ -83,7 +83,10 @@ def test_findings_table_judges_each_row_by_its_stated_criterion():
                     for s, l in enumerate(fresh, 1)]
         return out
     js = dict(sigma_seed=0.01, fits=[], joint=[], efficiency=[])
-    good = report.findings(rows({1e-4: (2.00, [2.02, 2.02]), 2e-4: (1.90, [1.95, 1.95])}), [], js)
+    good = report.findings(rows({1e-4: (2.00, [2.02, 2.02]), 2e-4: (1.90, [1.95, 1.95]),
+                                 4e-4: (1.80, [1.85, 1.85])}), [], js)
+    one = report.findings(rows({1e-4: (2.00, [2.02, 2.02])}), [], js)      # one size searched: no verdict
+    assert [l for l in one.splitlines() if "weight decay" in l][0].endswith("| not measured yet |")
     line = [l for l in good.splitlines() if "monotonically" in l][0]
     assert line.endswith("| shown |") and "2.020" in line                  # fresh seeds, not seed 0's 2.00
     assert [l for l in good.splitlines() if "weight decay" in l][0].endswith("| shown |")
