@@ -374,7 +374,8 @@ def ensemble_losses(models, tokens, T, n, batch, device, dtype, skip=0, rules=("
     K = len(models)
     for m in models:
         m.eval()
-    subsets = [S for k, group in member_subsets(K, max_per_k).items() if k > 1 for S in group]
+    groups = member_subsets(K, max_per_k)                          # {k: the k-subsets scored}
+    subsets = [S for k, group in groups.items() if k > 1 for S in group]
     firsts = [tuple(range(k)) for k in range(2, K + 1)]
     scored = list(dict.fromkeys(firsts + subsets))                 # each combination scored once
     sums = {"member": torch.zeros(K, dtype=torch.float64, device=device)}
@@ -412,7 +413,7 @@ def ensemble_losses(models, tokens, T, n, batch, device, dtype, skip=0, rules=("
         loss = dict(zip(scored, (sums[rule] / count).tolist()))
         loss.update({(j,): l for j, l in enumerate(member)})       # a one-member "ensemble" is the member
         out[rule] = [loss[tuple(range(k))] for k in range(1, K + 1)]
-        out[rule + "_subsets"] = {S: loss[S] for k in range(1, K + 1) for S in member_subsets(K, max_per_k)[k]}
+        out[rule + "_subsets"] = {S: loss[S] for group in groups.values() for S in group}
     return out
 
 

@@ -582,20 +582,26 @@ def seed_noise(groups):
     return 1.4826 * float(np.median(dev)) if dev else None
 
 
-def searched_point(by_seed, rec, D, N):
-    """(loss, n) reported for (recipe, D, N). Where runs record seeds, the config is the one a
-    search on seed 0 picks (its lowest seed-0 loss) and its loss is the mean of the OTHER seeds trained
-    there: fresh draws, so the reported loss is not the search's lucky draw (picking the best of many
-    near-tied configs on one seed biases that seed's loss low). Without fresh seeds the seed-0 loss
-    stands; rows without seeds: the config with the lowest mean."""
+def searched_losses(by_seed, rec, D, N):
+    """The losses that make the reported point of (recipe, D, N); by_seed: {(recipe, D, N, config):
+    {seed: loss}}. Where runs record seeds, the config is the one a search on seed 0 picks (its
+    lowest seed-0 loss) and its losses are those of the OTHER seeds trained there: fresh draws, so the
+    reported loss is not the search's lucky draw (picking the best of many near-tied configs on one
+    seed biases that seed's loss low). Without fresh seeds the seed-0 loss stands; rows without seeds:
+    the config with the lowest mean, all its runs."""
     cfgs = {c: v for (r, d, n, c), v in by_seed.items() if (r, d, n) == (rec, D, N)}
     seed0 = {c: v[0] for c, v in cfgs.items() if 0 in v}
     if not seed0:
         c = min(cfgs, key=lambda c: np.mean(list(cfgs[c].values())))
-        return float(np.mean(list(cfgs[c].values()))), len(cfgs[c])
+        return list(cfgs[c].values())
     c = min(seed0, key=seed0.get)
-    fresh = [l for s, l in cfgs[c].items() if s != 0]
-    return (float(np.mean(fresh)), len(fresh)) if fresh else (seed0[c], 1)
+    return [l for s, l in cfgs[c].items() if s != 0] or [seed0[c]]
+
+
+def searched_point(by_seed, rec, D, N):
+    """(loss, n) reported for (recipe, D, N): the mean of searched_losses and how many runs it holds."""
+    losses = searched_losses(by_seed, rec, D, N)
+    return float(np.mean(losses)), len(losses)
 
 
 def report(singles, ens, n_boot=400, seed=0):

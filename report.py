@@ -30,20 +30,14 @@ def _base(recipe):
 
 def searched(singles, recipe, D):
     """{N: (mean, sd, n)} at budget D: the config a seed-0 search picks, scored by its fresh seeds
-    (the same rule fit.searched_point applies), or its seed-0 loss when no fresh seed exists."""
+    (fit.searched_losses, the rule fit.py's fits use)."""
     by = {}
     for r in singles:
         if _base(r["recipe"]) == recipe and r["D"] == D:
-            by.setdefault(r["N"], {}).setdefault(r["config"], {})[r["seed"]] = r["loss"]
+            by.setdefault((recipe, D, r["N"], r["config"]), {})[r["seed"]] = r["loss"]
     out = {}
-    for N, cfgs in by.items():
-        seed0 = {c: v[0] for c, v in cfgs.items() if 0 in v}
-        if seed0:
-            c = min(seed0, key=seed0.get)
-            ls = [l for s, l in cfgs[c].items() if s != 0] or [seed0[c]]
-        else:   # students etc. are trained at one config: all their seeds are the measurement
-            c = min(cfgs, key=lambda c: np.mean(list(cfgs[c].values())))
-            ls = list(cfgs[c].values())
+    for N in {k[2] for k in by}:
+        ls = fit.searched_losses(by, recipe, D, N)
         out[N] = (float(np.mean(ls)), float(np.std(ls, ddof=1)) if len(ls) > 1 else 0.0, len(ls))
     return out
 

@@ -37,22 +37,26 @@ from train import TrainConfig
 # Presets. Grids follow the paper's (section 5) doubling steps; the miniatures keep the paper's
 # over-parameterization (params / tokens ~0.5-5) rather than its absolute sizes (section 9).
 
+# The search design mini and synthetic share, set from probe runs (the miniature issue): lr fixed at
+# 3e-3, narrow grids, seed 0 searches and seeds 1.. are fresh draws at the searched point (they double
+# as the unshifted ensemble's members), the member shift measured at the two smallest sizes.
+CPU_SEARCH = dict(
+    epochs=[4, 8, 16, 32], lr=[3e-3], wd=[0.1, 0.4, 0.8, 1.6, 3.2, 6.4],
+    std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=1.6),
+    std_axes=["epochs"], reg_axes=["epochs", "wd"], max_moves=2, budget_max_moves=1,
+    seeds=4, std_seeds=2, budget_seeds=2, K=4,
+    member_settings=["x1", "shift"], member_probe=["tiny-67k", "tiny-120k"],
+    distill_model="tiny-120k", distill_seeds=2, mix_weight=0.5, corpus_mult=2, reg_data_budgets=True)
+
 PRESETS = {
     # byte-level Shakespeare at D = 256 KiB, designed from probe runs (the miniature issue): here the
     # model-size effect is 4-13x the seed noise (at 64 KiB it was below it). Sizes 1.7-2.1x apart over
-    # 11x in N; lr fixed at the probes' 3e-3 and narrow grids so the sweep fits ~6 core-hours; seed 0
-    # searches, seeds 1-3 are fresh draws at the searched point and double as ensemble members.
+    # 11x in N.
     "mini": dict(
         dataset="shakespeare_byte", prepare=["shakespeare", "--tokenizer", "byte"],
         D=262_144, data_budgets=[65_536, 131_072], seq_len=128, batch_size=8, val_tokens=65_536,
         std_budgets=[1_048_576], std_budget_models=["tiny-950k"], std_budget_start=dict(epochs=4),
-        models=["tiny-67k", "tiny-120k", "tiny-240k", "tiny-530k", "tiny-950k"],
-        epochs=[4, 8, 16, 32], lr=[3e-3], wd=[0.1, 0.4, 0.8, 1.6, 3.2, 6.4],
-        std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=1.6),
-        std_axes=["epochs"], reg_axes=["epochs", "wd"], max_moves=2, budget_max_moves=1,
-        seeds=4, std_seeds=2, budget_seeds=2, K=4,
-        member_settings=["x1", "shift"], member_probe=["tiny-67k", "tiny-120k"],
-        distill_model="tiny-120k", distill_seeds=2, mix_weight=0.5, corpus_mult=2, reg_data_budgets=True),
+        models=["tiny-67k", "tiny-120k", "tiny-240k", "tiny-530k", "tiny-950k"], **CPU_SEARCH),
     # a generated Markov source (data/synthetic.py) whose limits are known exactly, so every asymptote
     # sits next to the Bayes-optimal loss for its D and the entropy rate. The default V = 1024 source
     # at D = 128K: probe runs (the miniature issue) showed loss falling strongly with N there (8 epochs,
@@ -64,13 +68,7 @@ PRESETS = {
         source=dict(V=1024, k=1, s=32, alpha=0.3, n_train=1_048_576, n_val=65_536, seed=1234),
         D=131_072, data_budgets=[32_768, 65_536], seq_len=128, batch_size=8, val_tokens=32_768,
         std_budgets=[524_288], std_budget_models=["tiny-950k"], std_budget_start=dict(epochs=4),
-        models=["tiny-67k", "tiny-120k", "tiny-240k", "tiny-530k", "tiny-950k"],
-        epochs=[4, 8, 16, 32], lr=[3e-3], wd=[0.1, 0.4, 0.8, 1.6, 3.2, 6.4],
-        std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=1.6),
-        std_axes=["epochs"], reg_axes=["epochs", "wd"], max_moves=2, budget_max_moves=1,
-        seeds=4, std_seeds=2, budget_seeds=2, K=4,
-        member_settings=["x1", "shift"], member_probe=["tiny-67k", "tiny-120k"],
-        distill_model="tiny-120k", distill_seeds=2, mix_weight=0.5, corpus_mult=2, reg_data_budgets=True),
+        models=["tiny-67k", "tiny-120k", "tiny-240k", "tiny-530k", "tiny-950k"], **CPU_SEARCH),
     # one H100/H200 in about 5 minutes (predicted, not yet run): byte-level Shakespeare at D = 1 MiB,
     # 1M-46M parameters, one wd step each way around the probes' point, eager (compiling four shapes
     # would take longer than training them). Members train one after another.
@@ -703,7 +701,6 @@ def print_plan(sweep, args):
              else {"dclm_llama3": 128_256, "shakespeare_byte": 257}.get(sweep.dataset, 1025))
     flops = tokens = 0
     per_tok, secs, by_model = {}, 0.0, {}
-    import torch
     # time the models where the preset runs; a GPU preset on a CPU machine gets the FLOPs estimate only
     measure = (sweep.p["seq_len"] <= 1024 and not args.no_timing
                and (sweep.p.get("device") != "cuda" or torch.cuda.is_available()))
@@ -718,15 +715,14 @@ def print_plan(sweep, args):
             evals = c.evals * c.val_tokens + min(c.val_tokens, c.train_tokens)       # + the final train eval
             run_s = per_tok[c.model] * (t + evals / 3)
             secs += run_s
-            by_model[c.model] = by_model.get(c.model, (0, 0.0))
-            by_model[c.model] = (by_model[c.model][0] + 1, by_model[c.model][1] + run_s)
+            n, sec = by_model.get(c.model, (0, 0.0))
+            by_model[c.model] = (n + 1, sec + run_s)
     print(f"preset {args.preset}: about {len(sweep.planned)} runs to train on a typical search path (the real path, "
           f"and so the count, follows the real losses), {tokens / 1e6:,.0f}M tokens, "
           f"{flops:.3g} FLOPs -> ~{flops / (args.tflops * 1e12) / 60:,.0f} min at {args.tflops:g} TFLOP/s "
           f"(+ evaluation and distillation sampling)")
     if measure:
-        import torch
-        print(f"timed here ({train.hardware_name(torch.device('cpu'))}): ~{secs / 3600:.1f} core-hours of "
+        print(f"timed here ({train.hardware_name(torch.device(sweep.p.get('device', 'cpu')))}): ~{secs / 3600:.1f} core-hours of "
               f"training and evaluation at {torch.get_num_threads()} thread(s)")
         for m, (n, sec) in sorted(by_model.items(), key=lambda kv: -kv[1][1]):
             print(f"  {m}: {n} runs, {sec / 60:.0f} min ({per_tok[m] * 1e6:.1f} us/token)")
