@@ -371,6 +371,18 @@ def load_checkpoint(path, device="cpu"):
                           "delete it and retrain, or resume from another run") from None
 
 
+def restore_checkpoint(ckpt, model, optimizer=None):
+    """Put a loaded checkpoint back: weights, optimizer state (if given) and RNG state. Returns
+    (step, wall seconds so far, eval history)."""
+    model.load_state_dict(ckpt["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["rng_cpu"].cpu())
+    if "rng_cuda" in ckpt and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng_cuda"]])
+    return ckpt["step"], ckpt["wall_s"], json.loads(ckpt["history"])
+
+
 def load_model(run_dir, device="cpu"):
     """(model in eval mode, checkpoint dict) from a run folder or a ckpt.pt path."""
     from model import GPTConfig
@@ -745,21 +757,37 @@ def default_loss(model, x, y):
 def train_step(model, raw_model, optimizer, batches, lr, grad_clip, accum, device, dtype,
                loss_fn=default_loss, world=1):
     """One optimizer step over `accum` micro-batches; returns the mean loss as a device tensor
-    (no host sync). bench.py times exactly this function."""
+    (no host sync). bench.py times exactly this function. batched.py's stacked members come through
+    here too: their loss_fn returns (K,) losses (one per member; they share no parameter, so the sum's
+    gradient is each member's own) and their raw_model clips each member's gradient norm on its own."""
     for g in optimizer.param_groups:
         g["lr"] = lr
-    total = torch.zeros((), device=device)
+    total = 0.0
     for m, (x, y) in enumerate(batches):
         if world > 1:   # all-reduce gradients only on the last micro-step
             getattr(model, "_orig_mod", model).require_backward_grad_sync = m == accum - 1   # the DDP module
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            loss = loss_fn(model, x, y)
-        (loss / accum).backward()
-        total += loss.detach() / accum
-    torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
+            loss = loss_fn(model, x, y)                                          # () or (K,)
+        (loss.sum() / accum).backward()
+        total = total + loss.detach() / accum
+    clip = getattr(raw_model, "clip_grad_norm_", None)        # StackedGPT: per member
+    clip(grad_clip) if clip else torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return total
+
+
+def eval_record(model, raw_model, val_windows, train_windows, micro, device, dtype, skip, final,
+                rank=0, world=1, pad=False):
+    """What every evaluation records: the val loss, at the end also the loss on as many training
+    windows (train_eval_loss: the overfitting gap), and the decayed weights' norm."""
+    rec = {"val_loss": evaluate(model, val_windows, micro, device, dtype, skip, rank, world, pad=pad)}
+    if final:
+        k = min(len(train_windows), len(val_windows))
+        rec["train_eval_loss"] = evaluate(model, train_windows.get(np.arange(k)), micro, device, dtype, skip,
+                                          rank, world, pad=pad)
+    rec["param_norm"] = param_norm(raw_model)
+    return rec
 
 
 def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extra=None, quiet=False):
@@ -860,12 +888,7 @@ def train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop)
             raise ConfigError(f"{cfg.out_dir} was trained in {ckpt.get('dtype', 'float32')}, this machine "
                               f"resolves --dtype {cfg.dtype} to {dtype_name}; resume with --dtype "
                               f"{ckpt.get('dtype', 'float32')} or choose another --out_dir")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["rng_cpu"].cpu())
-        if "rng_cuda" in ckpt and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng_cuda"]])
-        start_step, wall_before, history = ckpt["step"], ckpt["wall_s"], json.loads(ckpt["history"])
+        start_step, wall_before, history = restore_checkpoint(ckpt, model, optimizer)
         restarts = json.loads(ckpt.get("restarts", "[]")) + ([restart] if restart else [])
         if start_step == steps and os.path.exists(summary_path):   # finished: nothing to redo
             with open(summary_path) as f:
@@ -930,14 +953,9 @@ def train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop)
             yield w[:, :-1], w[:, 1:]
 
     def run_eval(step, final=False):
-        val = evaluate(eval_model, val_windows, micro, device, dtype, skip, rank, world, pad=use_compile)
-        rec = {"step": step, "epoch": step * B_real / n_real, "val_loss": val}
-        if final:
-            k = min(len(train_windows), len(val_windows))
-            rec["train_eval_loss"] = evaluate(eval_model, train_windows.get(np.arange(k)), micro, device,
-                                              dtype, skip, rank, world, pad=use_compile)
-        rec["param_norm"] = param_norm(raw_model)
-        return rec
+        return {"step": step, "epoch": step * B_real / n_real, **eval_record(
+            eval_model, raw_model, val_windows, train_windows, micro, device, dtype, skip, final, rank, world,
+            pad=use_compile)}
 
     def write_log(rec):
         if master:
