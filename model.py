@@ -1,5 +1,5 @@
 """
-A decoder-only GPT in the Llama style the paper trains (Levanter's Llama, section 3 of paper.md):
+A decoder-only GPT in the Llama style the paper trains (Levanter's Llama, which the paper trains):
 pre-norm RMSNorm with weights, rotary positions, SwiGLU MLP, no biases, untied input and output
 embeddings, grouped-query attention when n_kv_head < n_head, no dropout.
 
@@ -10,6 +10,7 @@ doc_mask=True makes the mask document-causal: a token attends only to earlier to
 document, documents being delimited by the end-of-text token, so packed documents never see each
 other. Both attention kernels compute the same function for the same mask (tests/test_attention.py).
 """
+import functools
 import math
 from dataclasses import dataclass
 
@@ -19,10 +20,14 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
-# FlexAttention is only fast compiled (it then generates one fused kernel for the mask): the first GPT
-# with attn="flex" wraps it once (importing the compiler takes seconds, so not at import time). On
+# FlexAttention is only fast compiled (it then generates one fused kernel for the mask): it is compiled
+# once, at the first CUDA forward that uses it (importing the compiler takes seconds). On
 # CPU the eager version runs: forward only (torch 2.13 has no CPU backward for it), for tests.
-flex_attention_compiled = None
+@functools.cache
+def compiled_flex_attention():
+    """flex_attention compiled once per process, on first use (eager FlexAttention is a slow reference
+    path meant for checking, not training)."""
+    return torch.compile(flex_attention, dynamic=False)
 
 # scaled_dot_product_attention(enable_gqa=True) appeared in torch 2.5
 SDPA_GQA = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 5)
@@ -45,7 +50,7 @@ class GPTConfig:
 
 
 # ----------------------------------------------------------------------------
-# Presets. The paper's four shapes (section 3 of paper.md) are named after their total parameter
+# Presets. The paper's four shapes (150M-1.4B) are named after their total parameter
 # count with the 128,256-token Llama 3 vocabulary; with another vocabulary the real count differs
 # and train.py prints it. The tiny presets are named after their NON-embedding parameter count,
 # which does not depend on the vocabulary: they train in minutes on 2 CPU cores.
@@ -170,7 +175,7 @@ class Attention(nn.Module):
             kv_cache["k"], kv_cache["v"] = k, v
         if isinstance(mask, BlockMask):
             # FlexAttention does grouped-query attention itself (query head h reads kv head h // rep)
-            attend = flex_attention_compiled if x.device.type == "cuda" else flex_attention
+            attend = compiled_flex_attention() if x.device.type == "cuda" else flex_attention
             y = attend(q, k, v, block_mask=mask, enable_gqa=self.n_kv_head != self.n_head)  # (B, H, T, hd)
             return self.o(y.transpose(1, 2).contiguous().view(B, T, -1))
         gqa = {}
@@ -231,9 +236,6 @@ class GPT(nn.Module):
             raise ValueError(f"unknown attn {cfg.attn!r}; choose sdpa or flex")
         if cfg.doc_mask and cfg.eot_token < 0:
             raise ValueError("doc_mask needs eot_token (the dataset's end-of-text token id)")
-        global flex_attention_compiled
-        if cfg.attn == "flex" and flex_attention_compiled is None:
-            flex_attention_compiled = torch.compile(flex_attention, dynamic=False)
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
@@ -309,7 +311,7 @@ class GPT(nn.Module):
     def optimizer_groups(self, weight_decay):
         """Weight decay goes on every Linear weight (attention, MLP, the untied output head) and on
         nothing else: not the input embedding, not the RMSNorm weights (the paper's Levanter
-        convention, decisions.md). This is the one place that decides which tensors decay."""
+        convention). This is the one place that decides which tensors decay."""
         decay = [m.weight for m in self.modules() if isinstance(m, nn.Linear)]
         decay_ids = {id(p) for p in decay}
         no_decay = [p for p in self.parameters() if id(p) not in decay_ids]
@@ -318,7 +320,7 @@ class GPT(nn.Module):
 
     def flops_per_token(self, seq_len):
         """Training FLOPs per token: 6 x (params minus the input embedding) for the matmuls, forward
-        and backward, plus 6 x layers x d x T for causal attention (decisions.md; nanoGPT counts
+        and backward, plus 6 x layers x d x T for causal attention (nanoGPT counts
         12 x layers x d x T, i.e. it does not halve for causality)."""
         n = self.num_params() - self.embed.weight.numel()
         return 6 * n + 6 * self.cfg.n_layer * self.cfg.n_embd * seq_len

@@ -1,5 +1,5 @@
 """
-Reproduce the paper end to end (paper.md sections 5-8): for one preset, run
+Reproduce the paper end to end (its search, ensembles, fits and distillation): for one preset, run
   1. the standard recipe: wd 0.1, coordinate descent over (epochs, lr) per model size N;
   2. the regularized recipe: coordinate descent over (epochs, lr, wd) per N, then extra seeds at the optimum;
   3. ensembles per N, members at the regularized point and at the paper's shift (2x epochs, 1/2 wd),
@@ -185,7 +185,7 @@ class Sweep:
             if seen != (cfg.dataset, cfg.seq_len, cfg.batch_size):
                 raise train.ConfigError(f"{cfg.out_dir} was trained on {seen[0]} (T={seen[1]}, B={seen[2]}), "
                                         f"not {cfg.dataset}; use another --runs_dir")
-            dtype = str(train.resolve_device(cfg)[1]).replace("torch.", "")
+            dtype = train.dtype_name(train.resolve_device(cfg)[1])
             if s.get("dtype", "float32") != dtype:     # a sweep never mixes fp32 and bf16 points
                 raise train.ConfigError(f"{cfg.out_dir} was trained in {s.get('dtype', 'float32')}, this "
                                         f"machine trains in {dtype}; use another --runs_dir (or --dtype to match)")
@@ -317,7 +317,7 @@ class Sweep:
             return res["losses"][str(K[-1])]
 
     def stage_ensembles(self, models, reg):
-        """Ensembles per N. decisions.md: members at the paper's shift (2x epochs, 1/2 wd) unless
+        """Ensembles per N. Members at the paper's shift (2x epochs, 1/2 wd) unless
         measurement says otherwise; with member_probe, both settings are measured at those sizes and
         the unshifted point is used elsewhere only if it had the lower K -> inf asymptote at every one."""
         probe = [m for m in self.p.get("member_probe", []) if m in reg]
@@ -377,9 +377,9 @@ class Sweep:
 
                 def trainer(c, teacher=teacher, corpus=corpus):
                     self.ensure_checkpoints(teacher, f"distillation teacher for {os.path.basename(c.out_dir)}")
-                    return distill.distill(c, [t.out_dir for t in teacher], mode="seq", corpus=corpus,
-                                           corpus_tokens=self.p["corpus_mult"] * self.p["D"], corpus_seed=0,
-                                           quiet=True)
+                    opts = distill.DistillConfig(mode="seq", corpus=corpus, corpus_seed=0,
+                                                 corpus_tokens=self.p["corpus_mult"] * self.p["D"])
+                    return distill.distill(c, [t.out_dir for t in teacher], opts, quiet=True)
                 self.run(cfg, trainer=trainer)
 
 

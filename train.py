@@ -18,6 +18,7 @@ strength the paper tuned to (0.8-3.2). We print sum_t lr_t * wd ("decay budget")
 different lengths can be compared: a miniature with 10x fewer steps needs ~10x the wd.
 """
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -25,7 +26,8 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -33,62 +35,65 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 import data
+from data import synthetic
 from data import OneLineParser  # noqa: F401  (re-exported: the tools' shared parser)
 from model import GPT, PRESETS, config_from_preset
 
 # ----------------------------------------------------------------------------
-# Every default in one place. Each field is also a command-line flag (--name value or --name=value).
+# Every default in one place. Each field is also a command-line flag (--name value or --name=value)
+# whose help line and allowed range are written beside its default.
+
+def flag(default, help, range=None):
+    """A TrainConfig field: its default, its --help line, and for a number the range it must lie in
+    (the command line and train() refuse a value outside it in one line; NaN and inf never pass)."""
+    return field(default=default, metadata={"help": help, "range": range})
+
 
 @dataclass
 class TrainConfig:
     # data
-    dataset: str = "synthetic"    # name under data/, a prepared folder, or a folder/glob of llm.c .bin shards
-    train_tokens: int = 250_000   # D: the first D tokens of the training split (0 = all of it)
-    seq_len: int = 256            # T
-    val_tokens: int = 0           # evaluate on the first val_tokens of the val split (0 = all)
+    dataset: str = flag("synthetic", "name under data/, a prepared folder, or a folder/glob of llm.c .bin shards")
+    train_tokens: int = flag(250_000, "D: the first D tokens of the training split (0 = all of it)", ">= 0")
+    seq_len: int = flag(256, "T: tokens per training sequence", ">= 1")
+    val_tokens: int = flag(0, "evaluate on the first val_tokens of the val split (0 = all)", ">= 0")
     # model
-    model: str = "tiny-530k"      # a preset from model.PRESETS
-    attn: str = "sdpa"            # attention kernel: sdpa | flex (FlexAttention; training needs CUDA)
-    doc_mask: bool = False        # document-causal attention: no token sees across an end-of-text token
+    model: str = flag("tiny-530k", "a preset from model.PRESETS")
+    attn: str = flag("sdpa", "attention kernel: sdpa | flex (FlexAttention; training needs CUDA)")
+    doc_mask: bool = flag(False, "document-causal attention: no token sees across an end-of-text token")
     # optimization (paper section 4: AdamW b1 0.9 b2 0.95 eps 1e-8, clip 1.0, 1% warmup, cosine to 0)
-    epochs: float = 8.0           # passes over the D tokens (fractions allowed)
-    lr: float = 3e-3              # peak learning rate (warmup, then cosine to 0)
-    wd: float = 0.1               # decoupled weight decay on Linear weights: p -= lr_t * wd * p
-    batch_size: int = 32          # sequences per optimizer step, global (all ranks, all micro-steps)
-    micro_batch: str = "auto"     # sequences per rank per forward: N, or auto (CUDA: the largest that fits; CPU: all)
-    warmup: float = 0.01          # warmup as a fraction of steps (at least 1 step)
-    grad_clip: float = 1.0        # global gradient-norm clip
-    beta1: float = 0.9            # AdamW beta1
-    beta2: float = 0.95           # AdamW beta2
+    epochs: float = flag(8.0, "passes over the D tokens (fractions allowed)", "> 0")
+    lr: float = flag(3e-3, "peak learning rate (warmup, then cosine to 0)", "> 0")
+    wd: float = flag(0.1, "decoupled weight decay on Linear weights: p -= lr_t * wd * p", ">= 0")
+    batch_size: int = flag(32, "sequences per optimizer step, global (all ranks, all micro-steps)", ">= 1")
+    micro_batch: str = flag("auto", "sequences per rank per forward: N, or auto (CUDA: the largest that fits; CPU: all)")
+    warmup: float = flag(0.01, "warmup as a fraction of steps (at least 1 step)", "[0, 1)")
+    grad_clip: float = flag(1.0, "global gradient-norm clip", "> 0")
+    beta1: float = flag(0.9, "AdamW beta1", "[0, 1)")
+    beta2: float = flag(0.95, "AdamW beta2", "[0, 1)")
     # seeds: init and data order are separate, as in the paper (train_seed, data_seed)
-    seed: int = 0                 # init seed
-    data_seed: int = 0            # data-order seed (one permutation per epoch)
-    # sequence-level distillation: a fraction mix_weight of each batch comes from mix_data
-    mix_data: str = ""            # a dataset of teacher samples (distill.py sets it)
-    mix_weight: float = 0.0       # fraction of every batch drawn from mix_data
+    seed: int = flag(0, "init seed", ">= 0")
+    data_seed: int = flag(0, "data-order seed (one permutation per epoch)", ">= 0")
+    # sequence-level distillation (distill.py sets these and passes its batch source, distill.MixedBatches)
+    mix_data: str = flag("", "a dataset of teacher samples mixed into every batch (distill.py sets it)")
+    mix_weight: float = flag(0.0, "fraction of every batch drawn from mix_data", "[0, 1)")
     # bookkeeping
-    out_dir: str = "out/default"  # run folder: config.json, log.jsonl, ckpt.pt, summary.json
-    recipe: str = "single"        # a label fit.py groups runs by (standard, regularized, member, ...)
-    evals: int = 10               # number of evaluations over the run, the final one included
-    log_every: int = 0            # steps between log lines (0 = about 50 lines per run)
-    ckpt_every: int = 0           # steps between checkpoints (0 = at every eval)
-    resume: bool = False          # continue the run in out_dir from its checkpoint
+    out_dir: str = flag("out/default", "run folder: config.json, log.jsonl, ckpt.pt, summary.json")
+    recipe: str = flag("single", "a label fit.py groups runs by (standard, regularized, member, ...)")
+    evals: int = flag(10, "number of evaluations over the run, the final one included", ">= 1")
+    log_every: int = flag(0, "steps between log lines (0 = about 50 lines per run)", ">= 0")
+    ckpt_every: int = flag(0, "steps between checkpoints (0 = at every eval)", ">= 0")
+    resume: bool = flag(False, "continue the run in out_dir from its checkpoint")
     # continued pre-training: start from these weights with a fresh optimizer, schedule and data order
-    init_from: str = ""           # a run folder, a ckpt.pt or a Hugging Face Llama folder (export.py); the shape is the source's
-    eval_only: bool = False       # evaluate the initial weights (e.g. --init_from's) and write summary.json; no training
+    init_from: str = flag("", "a run folder, a ckpt.pt or a Hugging Face Llama folder (export.py); the shape is the source's")
+    eval_only: bool = flag(False, "evaluate the initial weights (e.g. --init_from's) and write summary.json; no training")
     # hardware
-    device: str = "auto"          # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"           # auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32) | float32 | bfloat16
-    compile: str = "auto"         # auto (on for CUDA; on a CPU only for runs >= CPU_COMPILE_MIN_FLOPS) | true | false
+    device: str = flag("auto", "auto | cpu | cuda | cuda:N")
+    dtype: str = flag("auto", "auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32) | float32 | bfloat16")
+    compile: str = flag("auto", "auto (on for CUDA; on a CPU only for runs >= CPU_COMPILE_MIN_FLOPS) | true | false")
 
 
-# The allowed range of every numeric field, beside the defaults: the command line refuses a value outside
-# it in one line (data.range_error; NaN and inf never pass), and so does train() for callers in Python.
-RANGES = dict(train_tokens=">= 0", seq_len=">= 1", val_tokens=">= 0", epochs="> 0", lr="> 0", wd=">= 0",
-              batch_size=">= 1", warmup="[0, 1)", grad_clip="> 0", beta1="[0, 1)",
-              beta2="[0, 1)", seed=">= 0", data_seed=">= 0", mix_weight="[0, 1)", evals=">= 1",
-              log_every=">= 0", ckpt_every=">= 0")
-
+# the allowed ranges above, by field (the reliability tests and the tools' parsers read them)
+RANGES = {f.name: f.metadata["range"] for f in dataclasses.fields(TrainConfig) if f.metadata["range"]}
 
 # Flags that change how a run executes but not what it learns: a run may be resumed with other values.
 RUN_ONLY = ("out_dir", "resume", "device", "compile", "evals", "log_every", "ckpt_every", "micro_batch", "attn",
@@ -117,26 +122,17 @@ def parse_args(argv=None, description=__doc__):
     return TrainConfig(**vars(p.parse_args(argv)))
 
 
-def field_help():
-    """Each flag's help is the comment on its line in TrainConfig: the defaults and their meaning
-    live in one place."""
-    import inspect
-    import re
-    return {m.group(1): m.group(2) for m in re.finditer(r"^\s+(\w+): \w+ = [^#\n]*#\s*(.*)$",
-                                                         inspect.getsource(TrainConfig), re.M)}
-
-
 def add_config_flags(p, skip=()):
-    helps = field_help()
     if hasattr(p, "ranges"):   # a OneLineParser checks the ranges right after parsing
         p.ranges.update({k: v for k, v in RANGES.items() if k not in skip})
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
+        rng = f" (range {f.metadata['range']})" if f.metadata["range"] else ""
         if f.type is bool:
-            p.add_argument(f"--{f.name}", action="store_true", help=helps.get(f.name, " "))
+            p.add_argument(f"--{f.name}", action="store_true", help=f.metadata["help"])
         else:
-            p.add_argument(f"--{f.name}", type=f.type, default=f.default, help=helps.get(f.name, " "))
+            p.add_argument(f"--{f.name}", type=f.type, default=f.default, help=f.metadata["help"] + rng)
 
 
 def validate(cfg):
@@ -168,7 +164,7 @@ def validate(cfg):
 
 
 # ----------------------------------------------------------------------------
-# Exact epochs (decisions.md): one global permutation of the sequences per (data_seed, epoch); the
+# Exact epochs: one global permutation of the sequences per (data_seed, epoch); the
 # epochs concatenated form one stream; optimizer step i takes stream positions [iB, (i+1)B), split
 # into world_size x grad_accum micro-batches disjoint across ranks. So 1 and 2 processes see the same
 # sequences in the same steps, and a resumed run continues from the exact data position.
@@ -246,6 +242,11 @@ def cpu_has_native_bf16():
         return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def dtype_name(dtype):
+    """torch.bfloat16 -> "bfloat16": how config.json, summary.json and checkpoints name a dtype."""
+    return str(dtype).replace("torch.", "")
 
 
 def resolve_device(cfg, local_rank=0, run_flops=None):
@@ -659,10 +660,20 @@ def fixed_micro_batch(value):
     return None if value in ("auto", 0, "0", None) else int(value)
 
 
+class Plan(NamedTuple):
+    steps: int
+    micro: int            # sequences per rank per forward
+    accum: int            # micro-steps per optimizer step
+    warmup_steps: int
+    eval_every: int
+    log_every: int
+    ckpt_every: int
+    decay_budget: float   # sum_t lr_t * wd
+
+
 def plan(cfg, n_real, B_real, world=1, micro=None):
-    """(steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, decay_budget) of a run over
-    n_real sequences taking B_real of them per optimizer step. micro: the micro-batch --micro_batch auto
-    chose (default: a fixed --micro_batch, else the whole per-rank batch)."""
+    """The Plan of a run over n_real sequences taking B_real of them per optimizer step. micro: the
+    micro-batch --micro_batch auto chose (default: a fixed --micro_batch, else the whole per-rank batch)."""
     steps = int(cfg.epochs * n_real // B_real)
     if steps < 1:
         raise ConfigError(f"{cfg.epochs} epochs of {n_real} sequences is less than one batch of "
@@ -677,7 +688,7 @@ def plan(cfg, n_real, B_real, world=1, micro=None):
     log_every = cfg.log_every or max(1, steps // 50)
     ckpt_every = cfg.ckpt_every or eval_every
     decay_budget = sum(lr_at(s, steps, warmup_steps, cfg.lr) for s in range(steps)) * cfg.wd
-    return steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, decay_budget
+    return Plan(steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, decay_budget)
 
 
 # ----------------------------------------------------------------------------
@@ -790,287 +801,381 @@ def eval_record(model, raw_model, val_windows, train_windows, micro, device, dty
     return rec
 
 
-def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, summary_extra=None, quiet=False):
+class Batches:
+    """Where a run's training batches come from: the D real tokens in exact epochs (EpochStream).
+    distill.MixedBatches, a subclass, mixes teacher samples into every batch for sequence-level
+    distillation; train() takes either, so the loop has one source of batches."""
+
+    def __init__(self, cfg, ds, windows):
+        self.windows, self.n_seq = windows, len(windows)
+        self.per_step = cfg.batch_size        # real sequences per optimizer step: what the epochs count
+        self.stream = EpochStream(self.n_seq, cfg.data_seed)
+
+    def splits(self, parts):
+        """Whether every step's batch splits into `parts` equal micro-batches (ranks x micro-steps)."""
+        return True                           # plan() checks the global batch itself
+
+    def micro_batches(self, step, rank, world, accum, device):
+        """This rank's accum micro-batches of step `step`, as (x, y) on the device."""
+        for idx in self.stream.micro_indices(step, self.per_step, rank, world, accum):
+            w = to_device(self.windows.get(idx), device)                               # (micro, T+1)
+            yield w[:, :-1], w[:, 1:]
+
+    def summary(self, steps):
+        """What summary.json records about the batches (nothing for plain data)."""
+        return {}
+
+
+def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, batches=None, summary_extra=None,
+          quiet=False):
     """Train one model as configured and return its summary dict (also written to summary.json).
-    loss_fn(model, x, y) -> scalar lets distill.py add a KL-to-teacher term without copying the loop.
-    The run folder is locked for the whole run, and SIGTERM/SIGINT stop it at a checkpoint."""
+    distill.py changes two things without copying the loop: loss_fn(model, x, y) -> scalar (a KL to the
+    teacher) and `batches`, the class the batches come from (Batches by default). The run folder is
+    locked for the whole run, and SIGTERM/SIGINT stop it at a checkpoint."""
+    cfg = checked(cfg, batches)
+    with run_folder_lock(cfg, rank, world, local_rank), StopSignal() as stop:
+        master = rank == 0
+        say = (lambda *a: print(*a, flush=True)) if master and not quiet else (lambda *a: None)
+        device, dtype, _ = resolve_device(cfg, local_rank)
+        t_start = time.time()
+
+        # ---- data: the first D tokens cut into windows of T+1 tokens; a fixed val set ----
+        ds, train_windows, val_windows, skip = load_data(cfg)
+        source = (batches or Batches)(cfg, ds, train_windows)
+        T, vocab = cfg.seq_len, ds.meta["vocab_size"]
+
+        # ---- the plan: steps, accumulation and schedule follow from D, epochs and the global batch ----
+        p = plan(cfg, source.n_seq, source.per_step, world)
+        micro_why = "given" if fixed_micro_batch(cfg.micro_batch) else "the whole per-rank batch (a CPU is not probed)"
+        check_split(source, world * p.accum)
+
+        # ---- model and optimizer (on CUDA, --micro_batch auto first probes what fits) ----
+        model = build_model(cfg, ds.meta, device)
+        if fixed_micro_batch(cfg.micro_batch) is None and device.type == "cuda":
+            micro, micro_why = auto_micro_batch(cfg, model, source, loss_fn, world, device, dtype, vocab)
+            p = plan(cfg, source.n_seq, source.per_step, world, micro)
+        if cfg.eval_only:
+            p = p._replace(steps=0)   # no step runs: the summary's losses are the initial weights'
+        optimizer = make_optimizer(model, cfg, device)
+        flops_tok = model.flops_per_token(T)
+        use_compile = resolve_device(cfg, local_rank, run_flops=flops_tok * p.steps * cfg.batch_size * T)[2]
+
+        # ---- the run folder: never silently overwrite a run; --resume continues one ----
+        r = open_run_folder(cfg, model, optimizer, p.steps, dtype_name(dtype), device, master, world, say)
+        if r.finished:
+            return r.finished
+        decay_budget = applied_decay(cfg, p, r.restarts)
+        derived = announce(cfg, p, micro_why, model, ds, source, world, device, dtype, use_compile,
+                           decay_budget, r.restarts, master, say)
+        raw_model = model                                   # for state_dict, clipping, norms
+        model, eval_model = wrap_model(raw_model, use_compile, world, device)
+
+        def evaluation(step, final=False):
+            return {"step": step, "epoch": step * source.per_step / source.n_seq, **eval_record(
+                eval_model, raw_model, val_windows, train_windows, p.micro, device, dtype, skip, final, rank,
+                world, pad=use_compile)}
+
+        # ---- the loop ----
+        model.train()
+        meter, peak, final = LossMeter(device), peak_flops(device, dtype), None
+        for step in range(r.start_step, p.steps):
+            lr = lr_at(step, p.steps, p.warmup_steps, cfg.lr)
+            meter.add(train_step(model, raw_model, optimizer, source.micro_batches(step, rank, world, p.accum, device),
+                                 lr, cfg.grad_clip, p.accum, device, dtype, loss_fn, world), cfg.batch_size * T)
+            done = step + 1
+            is_eval = done % p.eval_every == 0 or done == p.steps
+            is_ckpt = done % p.ckpt_every == 0 or done == p.steps
+            if not (done % p.log_every == 0 or is_eval or is_ckpt or (stop.signum and world == 1)):
+                continue
+            train_loss, tok_s, step_s = meter.read(world)
+            signum = agree_on_stop(stop, world, device) if done < p.steps else 0   # the last step just finishes
+            if not math.isfinite(train_loss):
+                diverged(r, done, "non-finite training loss")
+            rec = {"step": done, "epoch": done * source.per_step / source.n_seq, "train_loss": train_loss, "lr": lr,
+                   "tok_s": tok_s, "mfu": flops_tok * tok_s / peak if peak else None,
+                   "elapsed_s": r.wall_before + time.time() - t_start}
+            if is_eval:
+                rec.update(evaluation(done, final=done == p.steps))
+                r.history.append({k: rec[k] for k in ("step", "epoch", "train_loss", "val_loss", "param_norm")})
+            say(log_line(rec, p.steps, peak, (p.steps - done) * step_s))
+            append_log(r, rec)
+            meter.reset()
+            if is_ckpt or signum:
+                # the loss of these weights: the eval's, or one val batch's (the same compiled graph)
+                loss_now = rec["val_loss"] if is_eval else evaluate(eval_model, val_windows[:p.micro], p.micro,
+                                                                    device, dtype, skip, pad=use_compile)
+                checkpoint(r, raw_model, optimizer, done, p.steps, loss_now, vocab, signum, rec["elapsed_s"])
+            if signum:
+                stop_at_checkpoint(signum, done, p.steps, r.ckpt_path, cfg, world, master)
+            if is_eval and done == p.steps:
+                final = rec
+
+        # ---- summary: the schema fit.py, ensemble.py and sweep.py read ----
+        if final is None:     # a resumed finished run or --eval_only: the final numbers of these weights
+            final = evaluation(p.steps, final=True)
+        return write_summary(cfg, r, final, derived, source, ds, val_windows, skip, device,
+                             r.wall_before + time.time() - t_start, summary_extra, p.steps, say)
+
+
+# ----------------------------------------------------------------------------
+# What train() calls, in the order it calls it
+
+def checked(cfg, batches):
+    """cfg validated (one-line errors), with --init_from's model name filled in."""
     validate(cfg)
+    if cfg.mix_data and batches is None:
+        raise ConfigError("--mix_data (teacher samples in every batch) is sequence-level distillation: run it "
+                          "with distill.py (or, in Python, train.train(..., batches=distill.MixedBatches))")
     if cfg.init_from:   # the shape is the source's: record its preset name (export.init_model_name)
         import export
         cfg = dataclasses.replace(cfg, model=export.init_model_name(cfg))
+    return cfg
+
+
+@contextlib.contextmanager
+def run_folder_lock(cfg, rank, world, local_rank):
+    """Hold the run folder's lock (lock_run_dir, rank 0) for the duration of the block."""
     release = lock_for_ranks(cfg, rank, world, local_rank)
     try:
-        with StopSignal() as stop:
-            return train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop)
+        yield
     finally:
         if release:
             release()
 
 
-def train_run(cfg, rank, world, local_rank, loss_fn, summary_extra, quiet, stop):
-    """train() in the locked run folder; `stop` holds a SIGTERM/SIGINT received meanwhile."""
-    master = rank == 0
-    say = (lambda *a: print(*a, flush=True)) if master and not quiet else (lambda *a: None)
-    device, dtype, use_compile = resolve_device(cfg, local_rank)
-    t_start = time.time()
+def check_split(source, parts):
+    if not source.splits(parts):
+        raise ConfigError(f"a batch of {source.describe()} must split evenly into {parts} micro-batches; "
+                          f"adjust --mix_weight or --micro_batch")
 
-    # ---- data: the first D tokens cut into n_seq windows of T+1 tokens; a fixed val set ----
-    ds, train_windows, val_windows, skip = load_data(cfg)
-    T = cfg.seq_len
-    n_real = len(train_windows)
 
-    # sequence-level distillation: B_syn of every B sequences come from the teacher's corpus
-    mix = None
-    B_syn = round(cfg.mix_weight * cfg.batch_size) if cfg.mix_data else 0
-    B_real = cfg.batch_size - B_syn
-    if cfg.mix_data:
-        mix_ds = data.load_dataset(cfg.mix_data)
-        if mix_ds.meta["vocab_size"] != ds.meta["vocab_size"] or mix_ds.meta["tokenizer"] != ds.meta["tokenizer"]:
-            raise ConfigError(f"--mix_data {cfg.mix_data} has tokenizer {mix_ds.meta['tokenizer']}/"
-                              f"{mix_ds.meta['vocab_size']}, the dataset has {ds.meta['tokenizer']}/"
-                              f"{ds.meta['vocab_size']}; sample the corpus with a matching teacher")
-        if "sequence_tokens" in mix_ds.meta:   # distill.py's corpus: independent samples of T+1 tokens
-            if mix_ds.meta["sequence_tokens"] != T + 1:
-                raise ConfigError(f"--mix_data {cfg.mix_data} holds samples of {mix_ds.meta['sequence_tokens']} "
-                                  f"tokens, this run needs {T + 1} (--seq_len {T}); sample a corpus for it")
-            mix = data.Samples(mix_ds.train, T)
-        else:
-            mix = data.train_sequences(mix_ds.train, len(mix_ds.train), T)
-        if B_real <= 0:
-            raise ConfigError("--mix_weight leaves no real sequences in a batch; lower it")
+def auto_micro_batch(cfg, model, source, loss_fn, world, device, dtype, vocab):
+    """(micro-batch, why) for --micro_batch auto on CUDA: the largest that fits (choose_micro_batch)
+    among those that divide the per-rank batch; under DDP the smallest any rank chose."""
+    per_rank = cfg.batch_size // world
+    allowed = [m for m in range(1, per_rank + 1) if per_rank % m == 0 and source.splits(cfg.batch_size // m)]
+    micro, why = choose_micro_batch(allowed, lambda m: probe_memory(
+        model, loss_fn, m, cfg.seq_len, vocab, device, dtype, model.num_params()))
+    if world > 1:   # every rank must take the same micro-steps
+        t = torch.tensor([micro], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        micro, why = int(t.item()), why + " (smallest over ranks)"
+    return micro, why
 
-    # ---- steps, accumulation and schedule follow from D, epochs and the global batch ----
-    steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, decay_budget = plan(cfg, n_real, B_real, world)
-    if cfg.eval_only:
-        steps = 0       # no step runs: the summary's val and train losses are the initial weights'
-    if B_syn and (B_real % (world * accum) or B_syn % (world * accum)):
-        raise ConfigError(f"a batch of {B_real} real + {B_syn} teacher sequences must split evenly into "
-                          f"{world * accum} micro-batches; adjust --mix_weight or --micro_batch")
 
-    # ---- model and optimizer ----
-    model = build_model(cfg, ds.meta, device)
-    n_params, n_nonembed = model.num_params(), model.num_params(non_embedding=True)
-    micro_why = "given" if fixed_micro_batch(cfg.micro_batch) else "the whole per-rank batch (a CPU is not probed)"
-    if fixed_micro_batch(cfg.micro_batch) is None and device.type == "cuda":
-        per_rank = cfg.batch_size // world
-        allowed = [m for m in range(1, per_rank + 1) if per_rank % m == 0 and not
-                   (B_syn and (B_real % (cfg.batch_size // m) or B_syn % (cfg.batch_size // m)))]
-        micro, micro_why = choose_micro_batch(allowed, lambda m: probe_memory(
-            model, loss_fn, m, T, ds.meta["vocab_size"], device, dtype, n_params))
-        if world > 1:   # every rank must take the same micro-steps: the smallest any rank chose
-            t = torch.tensor([micro], device=device)
-            dist.all_reduce(t, op=dist.ReduceOp.MIN)
-            micro, micro_why = int(t.item()), micro_why + " (smallest over ranks)"
-        steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, decay_budget = plan(
-            cfg, n_real, B_real, world, micro)
-    optimizer = make_optimizer(model, cfg, device)
-    flops_tok = model.flops_per_token(T)
-    use_compile = resolve_device(cfg, local_rank, run_flops=flops_tok * steps * cfg.batch_size * T)[2]
-    dtype_name = str(dtype).replace("torch.", "")
-    peak = peak_flops(device, dtype)
+@dataclass
+class RunState:
+    """A run folder's state: where the run stands (a fresh run: step 0) and what it has recorded."""
+    cfg: TrainConfig
+    master: bool
+    world: int
+    dtype: str
+    start_step: int = 0
+    wall_before: float = 0.0                        # seconds spent before this process (a resume)
+    history: list = field(default_factory=list)     # one record per eval
+    restarts: list = field(default_factory=list)    # restarts after divergence at a lower lr
+    ckpt_step: int = None                           # the step of the last sound checkpoint
+    finished: dict = None                           # the summary of a run that was already finished
 
-    # ---- output folder: never silently overwrite a run; --resume continues one ----
-    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
-    summary_path = os.path.join(cfg.out_dir, "summary.json")
-    start_step, wall_before, history, restarts = 0, 0.0, [], []
-    log_path = os.path.join(cfg.out_dir, "log.jsonl")
-    if (os.path.exists(ckpt_path) or os.path.exists(summary_path)) and not cfg.resume:
+    @property
+    def ckpt_path(self):
+        return os.path.join(self.cfg.out_dir, "ckpt.pt")
+
+
+def open_run_folder(cfg, model, optimizer, steps, dtype, device, master, world, say):
+    """The RunState of cfg.out_dir: a fresh run refuses a folder holding one; --resume restores the
+    checkpoint into model and optimizer (same learning config and dtype, or a restart after divergence
+    at a lower lr), or returns the summary of a finished run."""
+    r = RunState(cfg, master, world, dtype)
+    summary_path, log_path = os.path.join(cfg.out_dir, "summary.json"), os.path.join(cfg.out_dir, "log.jsonl")
+    if (os.path.exists(r.ckpt_path) or os.path.exists(summary_path)) and not cfg.resume:
         raise ConfigError(f"{cfg.out_dir} already holds a run; pass --resume to continue it or choose another --out_dir")
-    if cfg.resume and os.path.exists(summary_path) and not os.path.exists(ckpt_path):
+    if cfg.resume and os.path.exists(summary_path) and not os.path.exists(r.ckpt_path):
         raise ConfigError(f"{cfg.out_dir} holds a finished run without its ckpt.pt; nothing to resume, "
                           f"choose another --out_dir")
-    if cfg.resume and os.path.exists(ckpt_path):
-        ckpt = load_checkpoint(ckpt_path, device)
+    if cfg.resume and os.path.exists(r.ckpt_path):
+        ckpt = load_checkpoint(r.ckpt_path, device)
         restart = restart_after_divergence(ckpt["config"], cfg)   # the divergence advice: a lower --lr
         if restart is None:
             check_same_config(ckpt["config"], cfg, what="holds a checkpoint trained (--resume)")
-        if ckpt.get("dtype", "float32") != dtype_name:   # never mix fp32 and bf16 steps in one run
+        if ckpt.get("dtype", "float32") != dtype:   # never mix fp32 and bf16 steps in one run
             raise ConfigError(f"{cfg.out_dir} was trained in {ckpt.get('dtype', 'float32')}, this machine "
-                              f"resolves --dtype {cfg.dtype} to {dtype_name}; resume with --dtype "
+                              f"resolves --dtype {cfg.dtype} to {dtype}; resume with --dtype "
                               f"{ckpt.get('dtype', 'float32')} or choose another --out_dir")
-        start_step, wall_before, history = restore_checkpoint(ckpt, model, optimizer)
-        restarts = json.loads(ckpt.get("restarts", "[]")) + ([restart] if restart else [])
-        if start_step == steps and os.path.exists(summary_path):   # finished: nothing to redo
+        r.start_step, r.wall_before, r.history = restore_checkpoint(ckpt, model, optimizer)
+        r.restarts = json.loads(ckpt.get("restarts", "[]")) + ([restart] if restart else [])
+        if r.start_step == steps and os.path.exists(summary_path):   # finished: nothing to redo
             with open(summary_path) as f:
                 say(f"{cfg.out_dir} is finished already ({summary_path})")
-                return json.load(f)
-        say(f"resumed from {ckpt_path} at step {start_step}/{steps}" +
+                r.finished = json.load(f)
+            return r
+        say(f"resumed from {r.ckpt_path} at step {r.start_step}/{steps}" +
             (f", restarting after divergence with --lr {cfg.lr} (was {restart['lr_before']}); the cosine "
              f"schedule continues from this step with the new peak" if restart else ""))
     if master:
         os.makedirs(cfg.out_dir, exist_ok=True)
-        trim_log(log_path, start_step)     # lines after the checkpoint (a fresh run: all) are redone
-        if not start_step and os.path.exists(os.path.join(cfg.out_dir, "diverged.json")):
+        trim_log(log_path, r.start_step)     # lines after the checkpoint (a fresh run: all) are redone
+        if not r.start_step and os.path.exists(os.path.join(cfg.out_dir, "diverged.json")):
             os.remove(os.path.join(cfg.out_dir, "diverged.json"))   # a fresh start: the old divergence is gone
-    if restarts:   # the decay actually applied: each segment at its own peak
-        peaks = [(0, restarts[0]["lr_before"])] + [(r["step"], r["lr"]) for r in restarts]
-        decay_budget = cfg.wd * sum(lr_at(t, steps, warmup_steps, [p for s0, p in peaks if s0 <= t][-1])
-                                    for t in range(steps))
-    derived = dict(steps=steps, warmup_steps=warmup_steps, grad_accum=accum, micro_batch=micro,
+    r.ckpt_step = r.start_step or None
+    return r
+
+
+def applied_decay(cfg, p, restarts):
+    """sum_t lr_t * wd over the run: the plan's, or after restarts each segment at its own peak lr."""
+    if not restarts:
+        return p.decay_budget
+    peaks = [(0, restarts[0]["lr_before"])] + [(x["step"], x["lr"]) for x in restarts]
+    return cfg.wd * sum(lr_at(t, p.steps, p.warmup_steps, [pk for s0, pk in peaks if s0 <= t][-1])
+                        for t in range(p.steps))
+
+
+def announce(cfg, p, micro_why, model, ds, source, world, device, dtype, use_compile, decay_budget, restarts,
+             master, say):
+    """Write config.json (the config and everything derived from it) and print the run's plan; returns
+    the derived values."""
+    T, n_params, n_nonembed = cfg.seq_len, model.num_params(), model.num_params(non_embedding=True)
+    derived = dict(steps=p.steps, warmup_steps=p.warmup_steps, grad_accum=p.accum, micro_batch=p.micro,
                    micro_batch_why=micro_why, world=world,
-                   n_seq=n_real, D=n_real * T, N=n_params, N_nonembed=n_nonembed, flops_per_token=flops_tok,
-                   decay_budget=decay_budget, resolved_device=str(device),
-                   resolved_dtype=dtype_name, resolved_compile=use_compile, vocab=ds.meta["vocab_size"],
-                   tokenizer=ds.meta["tokenizer"], **code_version(), **({"restarts": restarts} if restarts else {}))
+                   n_seq=source.n_seq, D=source.n_seq * T, N=n_params, N_nonembed=n_nonembed,
+                   flops_per_token=model.flops_per_token(T), decay_budget=decay_budget,
+                   resolved_device=str(device), resolved_dtype=dtype_name(dtype), resolved_compile=use_compile,
+                   vocab=ds.meta["vocab_size"], tokenizer=ds.meta["tokenizer"], **code_version(),
+                   **({"restarts": restarts} if restarts else {}))
     if master:
         atomic_write_json(os.path.join(cfg.out_dir, "config.json"), {**asdict(cfg), **derived})
     say(json.dumps({**asdict(cfg), **derived}))
     say(f"model {cfg.model}: {n_params:,} parameters ({n_nonembed:,} non-embedding), vocab {ds.meta['vocab_size']}")
-    say(f"data {cfg.dataset}: D = {n_real * T:,} tokens = {n_real} sequences of {T}; {cfg.epochs} epochs = "
-        f"{steps} steps of {cfg.batch_size} ({world} ranks x {accum} micro-steps x {micro}); "
+    say(f"data {cfg.dataset}: D = {source.n_seq * T:,} tokens = {source.n_seq} sequences of {T}; {cfg.epochs} epochs = "
+        f"{p.steps} steps of {cfg.batch_size} ({world} ranks x {p.accum} micro-steps x {p.micro}); "
         f"decay budget sum(lr*wd) = {decay_budget:.3g}")
-    say(f"micro-batch {micro}: " + ("--micro_batch" if fixed_micro_batch(cfg.micro_batch) else f"auto, {micro_why}"))
+    say(f"micro-batch {p.micro}: " + ("--micro_batch" if fixed_micro_batch(cfg.micro_batch) else f"auto, {micro_why}"))
+    return derived
 
-    raw_model = model                                           # for state_dict, clipping, norms
+
+def wrap_model(raw_model, use_compile, world, device):
+    """(the model to train, the model to evaluate): compiled when asked, and under torchrun the one to
+    train wrapped in DDP (evaluation needs no gradient collectives)."""
     if use_compile:
         # a sweep trains run after run in one process: without a reset every run's graphs add up in
         # dynamo's cache of GPT.forward until it hits its recompile limit and the rest run eager
         torch._dynamo.reset()
-    eval_model = compile_model(model) if use_compile else model # for evaluation (no DDP collectives)
-    if world > 1:
-        # wrap in DDP first, then compile: dynamo then splits the graph at DDP's gradient buckets, so
-        # each bucket's all-reduce overlaps the rest of the backward (compiling first makes the whole
-        # backward one node, and communication starts only after it)
-        model = torch.nn.parallel.DistributedDataParallel(
-            raw_model, device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=False)
-        model = compile_model(model) if use_compile else model
+    eval_model = compile_model(raw_model) if use_compile else raw_model
+    if world == 1:
+        return eval_model, eval_model
+    # wrap in DDP first, then compile: dynamo then splits the graph at DDP's gradient buckets, so each
+    # bucket's all-reduce overlaps the rest of the backward (compiling first makes the whole backward
+    # one node, and communication starts only after it)
+    model = torch.nn.parallel.DistributedDataParallel(
+        raw_model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+    return (compile_model(model) if use_compile else model), eval_model
+
+
+class LossMeter:
+    """The training loss summed on the device between log lines and read only there (no host sync per
+    step), with the tokens and seconds since the last reset."""
+
+    def __init__(self, device):
+        self.device, self.total = device, torch.zeros((), device=device)
+        self.reset()
+
+    def reset(self):
+        self.total.zero_()
+        self.n, self.tokens, self.t0 = 0, 0, time.time()
+
+    def add(self, loss, tokens):
+        self.total += loss
+        self.n, self.tokens = self.n + 1, self.tokens + tokens
+
+    def read(self, world):
+        """(mean train loss over the steps and ranks, tokens/s, seconds per step) since the reset."""
+        if world > 1:
+            dist.all_reduce(self.total)
+            self.total /= world
+        loss = self.total.item() / self.n
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        dt = time.time() - self.t0
+        return loss, self.tokens / dt, dt / self.n
+
+
+def log_line(rec, steps, peak, eta):
+    mfu = f" mfu {100 * rec['mfu']:.1f}%" if peak else ""
+    val = f" val {rec['val_loss']:.4f} |w| {rec['param_norm']:.1f}" if "val_loss" in rec else ""
+    return (f"step {rec['step']}/{steps} ep {rec['epoch']:.2f} | train {rec['train_loss']:.4f}{val} | "
+            f"lr {rec['lr']:.2e} | {rec['tok_s']:,.0f} tok/s{mfu} | eta {eta:.0f}s")
+
+
+def append_log(r, rec):
+    if r.master:
+        with open(os.path.join(r.cfg.out_dir, "log.jsonl"), "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+
+def checkpoint(r, raw_model, optimizer, done, steps, loss_now, vocab, signum, elapsed):
+    """Save ckpt.pt if the weights are sound. Every rank checks (DDP keeps the weights identical, so all
+    agree) and only rank 0 saves. Non-finite weights or loss stop the run (diverged); weights a nat
+    worse than the uniform predictor have blown up, and a restart from them fails too, so the previous
+    checkpoint stays the one to go back to (a run that ends like this still writes its last one, and
+    is flagged; a signal saves where it stopped)."""
+    ok, wmax = params_finite(raw_model, loss_now)
+    if not ok:
+        diverged(r, done, f"non-finite weights or loss on them (max |w| {wmax:.3g})")
+    healthy = loss_now <= math.log(vocab) + 1.0 or done == steps or signum
+    if r.master and healthy:
+        save_checkpoint(r.ckpt_path, raw_model, optimizer, done, r.cfg,
+                        {"wall_s": elapsed, "history": json.dumps(r.history), "dtype": r.dtype,
+                         "restarts": json.dumps(r.restarts)})
+        if os.path.exists(os.path.join(r.cfg.out_dir, "diverged.json")):   # past the divergence now
+            os.remove(os.path.join(r.cfg.out_dir, "diverged.json"))
+    if healthy:
+        r.ckpt_step = done
+
+
+def diverged(r, done, what):
+    """Stop on divergence, keeping the last checkpoint whose weights passed params_finite, and say how
+    to restart from it (a lower --lr is the one change --resume then allows)."""
+    cfg = r.cfg
+    lr = f"{min(cfg.lr / 3, TrainConfig.lr):.3g}"    # a third, at most the default
+    if r.ckpt_step:
+        if r.master:
+            atomic_write_json(os.path.join(cfg.out_dir, "diverged.json"),
+                              {"step": done, "ckpt_step": r.ckpt_step, "lr": cfg.lr, "what": what})
+        advice = (f"the last good checkpoint (step {r.ckpt_step}: finite weights, loss below log(V) + 1) is kept "
+                  f"in {r.ckpt_path}; restart from it with a lower learning rate: "
+                  f"{rerun_command(cfg, ['--resume', '--lr', lr], r.world)}")
     else:
-        model = eval_model
+        advice = f"no checkpoint was written; rerun with a lower learning rate: {rerun_command(cfg, ['--lr', lr], r.world)}"
+    raise FloatingPointError(f"{what} at step {done}; {advice}")
 
-    real_stream = EpochStream(n_real, cfg.data_seed)
-    mix_stream = EpochStream(len(mix), cfg.data_seed) if mix is not None else None
 
-    def micro_batches(step):
-        """This rank's accum micro-batches of step `step`, as (x, y) on the device; with a teacher
-        corpus every micro-batch holds the same share of real and synthetic sequences."""
-        parts = [(train_windows, real_stream.micro_indices(step, B_real, rank, world, accum))]
-        if mix_stream is not None:
-            parts.append((mix, mix_stream.micro_indices(step, B_syn, rank, world, accum)))
-        for m in range(accum):
-            rows = np.concatenate([win.get(idx[m]) for win, idx in parts])             # (micro, T+1)
-            w = to_device(rows, device)                                                   # (micro, T+1)
-            yield w[:, :-1], w[:, 1:]
-
-    def run_eval(step, final=False):
-        return {"step": step, "epoch": step * B_real / n_real, **eval_record(
-            eval_model, raw_model, val_windows, train_windows, micro, device, dtype, skip, final, rank, world,
-            pad=use_compile)}
-
-    def write_log(rec):
-        if master:
-            with open(os.path.join(cfg.out_dir, "log.jsonl"), "a") as f:
-                f.write(json.dumps(rec) + "\n")
-
-    def diverged(done, what, ckpt_step):
-        """Stop on divergence, keeping the last checkpoint whose weights passed params_finite, and say
-        how to restart from it (a lower --lr is the one change --resume then allows)."""
-        lr = f"{min(cfg.lr / 3, TrainConfig.lr):.3g}"    # a third, at most the default
-        if ckpt_step:
-            if master:
-                atomic_write_json(os.path.join(cfg.out_dir, "diverged.json"),
-                                  {"step": done, "ckpt_step": ckpt_step, "lr": cfg.lr, "what": what})
-            advice = (f"the last good checkpoint (step {ckpt_step}: finite weights, loss below log(V) + 1) is kept "
-                      f"in {ckpt_path}; "
-                      f"restart from it with a lower learning rate: {rerun_command(cfg, ['--resume', '--lr', lr], world)}")
-        else:
-            advice = f"no checkpoint was written; rerun with a lower learning rate: {rerun_command(cfg, ['--lr', lr], world)}"
-        raise FloatingPointError(f"{what} at step {done}; {advice}")
-
-    # ---- the loop ----
-    model.train()
-    loss_acc = torch.zeros((), device=device)      # summed on device; read only at log steps (no sync per step)
-    n_acc, t_log, tok_log = 0, time.time(), 0
-    ckpt_step = start_step if start_step else None
-    for step in range(start_step, steps):
-        lr = lr_at(step, steps, warmup_steps, cfg.lr)
-        loss_acc += train_step(model, raw_model, optimizer, micro_batches(step), lr, cfg.grad_clip,
-                               accum, device, dtype, loss_fn, world)
-        n_acc += 1
-        tok_log += cfg.batch_size * T
-        done = step + 1
-
-        is_eval = done % eval_every == 0 or done == steps
-        is_ckpt = done % ckpt_every == 0 or done == steps
-        if done % log_every == 0 or is_eval or is_ckpt or (stop.signum and world == 1):
-            if world > 1:
-                dist.all_reduce(loss_acc)
-                loss_acc /= world
-            signum = agree_on_stop(stop, world, device) if done < steps else 0   # the last step just finishes
-            train_loss = loss_acc.item() / n_acc
-            if not math.isfinite(train_loss):
-                diverged(done, "non-finite training loss", ckpt_step)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            dt = time.time() - t_log
-            tok_s = tok_log / dt
-            elapsed = wall_before + time.time() - t_start
-            eta = (steps - done) * dt / n_acc
-            rec = {"step": done, "epoch": done * B_real / n_real, "train_loss": train_loss, "lr": lr,
-                   "tok_s": tok_s, "mfu": flops_tok * tok_s / peak if peak else None, "elapsed_s": elapsed}
-            if is_eval:
-                rec.update(run_eval(done, final=done == steps))
-                history.append({k: rec[k] for k in ("step", "epoch", "train_loss", "val_loss", "param_norm")})
-            mfu = f" mfu {100 * rec['mfu']:.1f}%" if peak else ""
-            val = f" val {rec['val_loss']:.4f} |w| {rec['param_norm']:.1f}" if is_eval else ""
-            say(f"step {done}/{steps} ep {rec['epoch']:.2f} | train {train_loss:.4f}{val} | lr {lr:.2e} | "
-                f"{tok_s:,.0f} tok/s{mfu} | eta {eta:.0f}s")
-            write_log(rec)
-            loss_acc.zero_()
-            n_acc, t_log, tok_log = 0, time.time(), 0
-            if is_ckpt or signum:
-                # every rank checks (DDP keeps the weights identical, so all agree) and only rank 0 saves
-                # the loss of these weights: the eval's, or one val batch's (the same compiled graph)
-                loss_now = rec["val_loss"] if is_eval else evaluate(eval_model, val_windows[:micro], micro,
-                                                                    device, dtype, skip, pad=use_compile)
-                ok, wmax = params_finite(raw_model, loss_now)
-                if not ok:
-                    diverged(done, f"non-finite weights or loss on them (max |w| {wmax:.3g})", ckpt_step)
-                # weights a nat worse than the uniform predictor have blown up: a restart from them fails
-                # too, so the previous checkpoint stays the one to go back to (a run that ends like this
-                # still writes its last one, and is flagged; a signal saves where it stopped)
-                healthy = loss_now <= math.log(ds.meta["vocab_size"]) + 1.0 or done == steps or signum
-                if master and healthy:
-                    save_checkpoint(ckpt_path, raw_model, optimizer, done, cfg,
-                                    {"wall_s": elapsed, "history": json.dumps(history), "dtype": dtype_name,
-                                     "restarts": json.dumps(restarts)})
-                    if os.path.exists(os.path.join(cfg.out_dir, "diverged.json")):   # past the divergence now
-                        os.remove(os.path.join(cfg.out_dir, "diverged.json"))
-                if healthy:
-                    ckpt_step = done
-            if signum:
-                stop_at_checkpoint(signum, done, steps, ckpt_path, cfg, world, master)
-            if is_eval and done == steps:
-                final = rec
-
-    # ---- summary: the schema fit.py, ensemble.py and sweep.py read (decisions.md) ----
-    if start_step == steps:   # resumed a finished run: recompute the final numbers
-        final = run_eval(steps, final=True)
+def write_summary(cfg, r, final, derived, source, ds, val_windows, skip, device, wall_s, summary_extra, steps, say):
+    """summary.json: the schema fit.py, ensemble.py and sweep.py read; a finished run that looks
+    diverged without a non-finite loss (check_divergence) is flagged in it."""
     summary = {
         "recipe": cfg.recipe, "dataset": cfg.dataset, "tokenizer": ds.meta["tokenizer"],
-        "vocab": ds.meta["vocab_size"], "model": cfg.model, "N": n_params, "N_nonembed": n_nonembed,
-        "D": n_real * T, "epochs": cfg.epochs, "lr": cfg.lr, "wd": cfg.wd, "batch_size": cfg.batch_size,
-        "seq_len": T, "seed": cfg.seed, "data_seed": cfg.data_seed, "steps": steps,
+        "vocab": ds.meta["vocab_size"], "model": cfg.model, "N": derived["N"], "N_nonembed": derived["N_nonembed"],
+        "D": derived["D"], "epochs": cfg.epochs, "lr": cfg.lr, "wd": cfg.wd, "batch_size": cfg.batch_size,
+        "seq_len": cfg.seq_len, "seed": cfg.seed, "data_seed": cfg.data_seed, "steps": steps,
         "val_loss": final["val_loss"], "train_loss": final["train_eval_loss"],
-        "decay_budget": decay_budget, "wall_s": wall_before + time.time() - t_start,
-        "hardware": hardware_name(device), "dtype": dtype_name, "compile": use_compile,
-        "torch": derived["torch"], "git": derived["git"], "world": world, "val_tokens": int(val_windows[:, 1 + skip:].size),
-        "history": history, "init_from": cfg.init_from,
+        "decay_budget": derived["decay_budget"], "wall_s": wall_s,
+        "hardware": hardware_name(device), "dtype": r.dtype, "compile": derived["resolved_compile"],
+        "torch": derived["torch"], "git": derived["git"], "world": r.world,
+        "val_tokens": int(val_windows[:, 1 + skip:].size), "history": r.history, "init_from": cfg.init_from,
+        **source.summary(steps),
     }
-    if cfg.mix_data:
-        summary["mix"] = {"data": cfg.mix_data, "weight": cfg.mix_weight, "synthetic_per_step": B_syn,
-                          "real_per_step": B_real, "synthetic_passes": steps * B_syn / len(mix)}
     if ds.meta.get("tokenizer") == "synthetic":
-        summary["limits"] = data.limits(ds, n_real * T + 1, val_windows)
-    if restarts:
-        summary["restarts"] = restarts    # not the uninterrupted run: it restarted at a lower lr
-    why = check_divergence(log_path, summary["val_loss"], ds.meta["vocab_size"]) if master and steps > 0 else None
+        summary["limits"] = synthetic.limits(ds, derived["D"] + 1, val_windows)
+    if r.restarts:
+        summary["restarts"] = r.restarts    # not the uninterrupted run: it restarted at a lower lr
+    log_path = os.path.join(cfg.out_dir, "log.jsonl")
+    why = check_divergence(log_path, summary["val_loss"], ds.meta["vocab_size"]) if r.master and steps > 0 else None
     if why:
         summary["diverged"], summary["diverged_reason"] = True, why
         print(f"warning: {cfg.out_dir} looks diverged: {why}; summary.json flags it (diverged: true)",
               file=sys.stderr, flush=True)
     summary.update(summary_extra or {})
-    if master:
+    if r.master:
         atomic_write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
         lim = summary.get("limits")
         extra = (f" | limits on these val tokens: Bayes-optimal predictor given this D {lim['bayes']:.4f}, "

@@ -18,13 +18,5 @@ from .dataset import (DATA_ROOT, Dataset, DataError, OneLineParser, Samples, Win
 from .tokenizer import get_tokenizer
 
 
-def __getattr__(name):
-    # `from data import limits` works, but synthetic.py is imported only when asked for, so
-    # `python -m data.synthetic` does not find itself half-imported already
-    if name == "limits":
-        from .synthetic import limits
-        return limits
-    raise AttributeError(f"module 'data' has no attribute {name!r}")
-
-__all__ = ["DATA_ROOT", "Dataset", "DataError", "Windows", "get_tokenizer", "limits",
+__all__ = ["DATA_ROOT", "Dataset", "DataError", "Windows", "get_tokenizer",
            "load_dataset", "token_dtype", "train_sequences", "val_windows", "write_dataset"]

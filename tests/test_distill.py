@@ -97,7 +97,7 @@ def test_mix_weight_sets_the_share_of_teacher_sequences_in_every_batch(pattern_c
 
     cfg = TrainConfig(dataset=tiny_data, out_dir=str(tmp_path / "s"), model="tiny-120k", train_tokens=2048,
                       seq_len=T, batch_size=8, epochs=2, evals=1, mix_data=out, mix_weight=0.75)
-    s = train.train(cfg, loss_fn=recording, quiet=True)
+    s = train.train(cfg, loss_fn=recording, batches=distill.MixedBatches, quiet=True)
     n_real = (2048 - 1) // T
     assert seen == [(6, 2)] * (2 * n_real // 2)           # round(0.75 * 8) = 6 synthetic, steps from real epochs
     assert s["mix"]["synthetic_per_step"] == 6 and s["mix"]["synthetic_passes"] == pytest.approx(len(seen) * 6 / 40)
