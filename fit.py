@@ -246,7 +246,7 @@ def _from_theta(th, x0):
 def fit_power_law(x, y, method="huber", n_boot=400, seed=0, p0=PAPER_P0, bounds=PAPER_BOUNDS,
                   sigma=None, level=0.9, sigma_floor=0.005, delta=DELTA, loo=True, shared_sigma=0.0):
     """Fit L(x) = A/x^alpha + E. method "huber" (Chinchilla objective, default) or "curve_fit"
-    (the paper's; p0 and bounds apply only to it, None gives scipy's defaults). sigma: noise per
+    (the paper's, paper_fit; p0 and bounds apply only to it, None gives scipy's defaults). sigma: noise per
     point (scalar or array, nats) for the parametric bootstrap; None estimates it from residuals
     with a floor. shared_sigma: noise common to every point (one offset per bootstrap replicate), as
     for a subset-averaged K curve whose points all average the same members. Returns a PowerLawFit

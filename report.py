@@ -39,7 +39,7 @@ from fit import data_efficiency, fit_power_law, joint_asymptote
 # points: run summaries, ensemble evaluations, CSV / JSONL rows -> one row per loss
 
 class BadInput(Exception):
-    pass
+    """Input that cannot be read or fitted: main prints it as one line and exits with code 2."""
 
 
 def _billions(v):
