@@ -1,16 +1,17 @@
 """
-Scaling-law fits for "Pre-training under infinite compute" (Kim et al. 2025): asymptotes with
-uncertainty, the two-step joint limit, data efficiency, and the paper's plots.
+Scaling-law fits for "Pre-training under infinite compute" (Kim et al. 2025): the asymptote E of a
+power law with an interval, the two-step joint limit, data efficiency, and Chinchilla's law. The
+fitting algorithm only; report.py turns run points into these fits, tables, figures and findings.
 
-What the paper does (paper.md sections 6-7). A recipe is judged by the asymptote E of
+PART 1, the paper's fit (sections 6-7 of the paper). A recipe is judged by the asymptote E of
     L(x) = A / x^alpha + E        x = parameters N (billions), ensemble size K, or data D (billions)
 fitted with scipy.optimize.curve_fit in linear space, unweighted (p0 = [1, 0.5, 2], bounds >= 0
 for N and D; scipy's defaults for K). The joint limit takes two steps: for each N fit loss vs K
 to get E_N, then fit E_N vs N. Data efficiency inverts the standard recipe's data law
 D(L) = (A / (L - E))^(1/alpha). The paper reports no error bars, and with 4 points per fit E is
-often weakly identified.
+often weakly identified. Part 1 is that curve_fit call (fit_power_law(method="curve_fit") runs it).
 
-What this file adds, and why:
+PART 2, what this project adds, and why:
 - method="huber" (default): the Chinchilla objective (Hoffmann et al. 2022, approach 3): summed
   Huber loss (delta 1e-3) between log L and logaddexp(a - alpha log x, e), A = e^a, E = e^e,
   minimised from a grid of starts. Besiroglu et al. (2024) found the original Chinchilla fit had
@@ -27,37 +28,57 @@ What this file adds, and why:
   percentile interval of the refitted E at `level`. With known sigma it covers the true E about as
   often as `level` says (tests/test_fit.py measures it; the "basic" interval, 2E - quantiles, did
   worse when E is weakly identified: 0.80 at level 0.9 for K = 1..8). sigma is the
-  per-point noise of a loss: pass it from replicate seeds when you have them (the CLI pools the
+  per-point noise of a loss: pass it from replicate seeds when you have them (report.py pools the
   seed-to-seed spread of identical configs); otherwise it is the residual RMS with n - 3 degrees
   of freedom, floored at `sigma_floor` = 0.005 nats so that a lucky 4-point fit cannot claim
-  certainty. curve_fit's covariance is not used: on the paper's 4-point N grid (sigma 0.01) its
-  nominal 90% interval for E covered the truth in 67% of 400 trials; the bootstrap, 89% of 200.
+  certainty. `shared_sigma` adds noise common to every point of a curve (a subset-averaged K curve
+  whose points all average the same members). curve_fit's covariance is not used: on the paper's
+  4-point N grid (sigma 0.01) its nominal 90% interval for E covered the truth in 67% of 400
+  trials; the bootstrap, 89% of 200.
 - Honest flags: `identified=False` with a plain-words `warning` when E's interval is wider than
   the spread of the losses, reaches E = 0, or the data stop far above E; `monotone=False` when the
   loss rises with x (the standard recipe overfitting), which a power law cannot describe.
+- joint_asymptote: the paper's two steps, with a joint bootstrap that carries step 1's uncertainty
+  into E. data_efficiency: the paper's inversion, infinite (with a warning) below the law's E.
 - fit_chinchilla: L = E + A/N^alpha + B/D^beta on the same objective, Hoffmann's 4,500-start grid
   run through the batched solver (seconds, not minutes), then L-BFGS-B on the best starts.
 
-CLI:  python fit.py RUNS... [--out DIR]
-RUNS are files or folders (searched recursively for summary.json, ensemble.json, *.csv, *.jsonl).
-Rows need recipe, N, and val_loss (or loss); optional D, K, seed, dataset, tokenizer and
-hyperparameters. N and D are raw counts; values below 1000 are taken to be in billions already.
-Fits group by recipe, dataset/tokenizer and D; per N the config with the lowest seed-mean loss is
-kept; data efficiency is measured against the "standard" recipe of the same dataset. Output: a table on stdout,
-DIR/fits.json and DIR/loss_vs_N.png, loss_vs_K.png, data_scaling.png (default DIR: fits/).
+    python fit.py RUNS... [--out DIR]      # the report: report.py's command line (see there)
 """
 import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: on 2 cores a spinning BLAS thread doubles the time of many small fits
-import csv
-import json
 import math
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import curve_fit, minimize
+
+# =============================================================================
+# PART 1. The paper's fit: L(x) = A / x^alpha + E by scipy's curve_fit, as the authors ran it
+
+PAPER_P0 = (1.0, 0.5, 2.0)      # the authors' start for the N and D fits (A, alpha, E)
+PAPER_BOUNDS = (0, np.inf)      # and every parameter >= 0; their K fits pass neither (scipy's defaults)
+
+
+def paper_fit(x, y, p0=PAPER_P0, bounds=PAPER_BOUNDS):
+    """The paper's recipe: unweighted linear-space least squares, x as given. p0 or bounds None:
+    scipy's defaults. Returns (A, alpha, E); raises RuntimeError or ValueError when it fails."""
+    kw = {}
+    if p0 is not None:
+        kw["p0"] = list(p0)
+    if bounds is not None:
+        kw["bounds"] = bounds
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "covariance could not be estimated": we do not use it
+        popt, _ = curve_fit(lambda x, A, alpha, E: A / x ** alpha + E, x, y, maxfev=20000, **kw)
+    return popt
+
+# =============================================================================
+# PART 2. What this project adds: the Huber objective on log losses and its batched solver,
+# bootstrap intervals (also with noise shared by a curve's points), identification flags, the
+# joint limit with an interval, data efficiency, and Chinchilla's two-variable law.
 
 DELTA = 1e-3          # Huber delta on log-loss residuals (Hoffmann et al.)
 ALPHA_MAX = 10.0      # exponents are kept in [0, ALPHA_MAX]
@@ -157,8 +178,30 @@ def _polish(theta0, logx, y, delta=DELTA):
                  options=dict(ftol=1e-15, gtol=1e-12, maxiter=5000, maxfun=20000))
     return r.x, float(r.fun)
 
+
+def _huber_fit(logu, y, delta=DELTA):
+    """Global Huber fit of one power law from a data-adaptive grid of starts: for each start
+    exponent and each trial E below the smallest loss, log(y - E) = a - alpha log u gives a."""
+    starts = []
+    for alpha in (0.1, 0.25, 0.5, 1.0, 2.0, 4.0):
+        for frac in (1e-3, 0.5, 0.8, 0.95, 0.99):
+            E = frac * y.min()
+            starts.append([np.median(np.log(y - E) + alpha * logu), alpha, math.log(E)])
+    th, f = _lm(np.array(starts), logu[None], y, "log", delta=delta, iters=40)
+    keep = np.argsort(f)[:3]  # the few best starts run to convergence, then L-BFGS-B checks them
+    th, f = _lm(th[keep], logu[None], y, "log", delta=delta)
+    best = None
+    for i in range(len(f)):
+        t, fv = _polish(th[i], logu[None], y, delta)
+        if fv > f[i]:  # L-BFGS-B may stop at a kink; keep LM's point then
+            t, fv = th[i], f[i]
+        if best is None or fv < best[1]:
+            best = (t, fv)
+    return best[0]
+
+
 # -----------------------------------------------------------------------------
-# one power law, L(x) = A / x^alpha + E
+# one power law, L(x) = A / x^alpha + E, with an interval and flags
 
 @dataclass
 class PowerLawFit:
@@ -200,44 +243,10 @@ def _from_theta(th, x0):
     return np.exp(a + alpha * math.log(x0)), alpha, np.exp(e)
 
 
-def _huber_fit(logu, y, delta=DELTA):
-    """Global Huber fit of one power law from a data-adaptive grid of starts: for each start
-    exponent and each trial E below the smallest loss, log(y - E) = a - alpha log u gives a."""
-    starts = []
-    for alpha in (0.1, 0.25, 0.5, 1.0, 2.0, 4.0):
-        for frac in (1e-3, 0.5, 0.8, 0.95, 0.99):
-            E = frac * y.min()
-            starts.append([np.median(np.log(y - E) + alpha * logu), alpha, math.log(E)])
-    th, f = _lm(np.array(starts), logu[None], y, "log", delta=delta, iters=40)
-    keep = np.argsort(f)[:3]  # the few best starts run to convergence, then L-BFGS-B checks them
-    th, f = _lm(th[keep], logu[None], y, "log", delta=delta)
-    best = None
-    for i in range(len(f)):
-        t, fv = _polish(th[i], logu[None], y, delta)
-        if fv > f[i]:  # L-BFGS-B may stop at a kink; keep LM's point then
-            t, fv = th[i], f[i]
-        if best is None or fv < best[1]:
-            best = (t, fv)
-    return best[0]
-
-
-def _curve_fit(x, y, p0, bounds):
-    """The paper's recipe: unweighted linear-space least squares, x as given."""
-    kw = {}
-    if p0 is not None:
-        kw["p0"] = list(p0)
-    if bounds is not None:
-        kw["bounds"] = bounds
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "covariance could not be estimated": we do not use it
-        popt, _ = curve_fit(lambda x, A, alpha, E: A / x ** alpha + E, x, y, maxfev=20000, **kw)
-    return popt
-
-
-def fit_power_law(x, y, method="huber", n_boot=400, seed=0, p0=(1.0, 0.5, 2.0), bounds=(0, np.inf),
+def fit_power_law(x, y, method="huber", n_boot=400, seed=0, p0=PAPER_P0, bounds=PAPER_BOUNDS,
                   sigma=None, level=0.9, sigma_floor=0.005, delta=DELTA, loo=True, shared_sigma=0.0):
     """Fit L(x) = A/x^alpha + E. method "huber" (Chinchilla objective, default) or "curve_fit"
-    (the paper's; p0 and bounds apply only to it, None gives scipy's defaults). sigma: noise per
+    (the paper's, paper_fit; p0 and bounds apply only to it, None gives scipy's defaults). sigma: noise per
     point (scalar or array, nats) for the parametric bootstrap; None estimates it from residuals
     with a floor. shared_sigma: noise common to every point (one offset per bootstrap replicate), as
     for a subset-averaged K curve whose points all average the same members. Returns a PowerLawFit
@@ -269,7 +278,7 @@ def fit_power_law(x, y, method="huber", n_boot=400, seed=0, p0=(1.0, 0.5, 2.0), 
         A, alpha, E = (float(v) for v in _from_theta(th, x0))
     elif method == "curve_fit":
         try:
-            A, alpha, E = (float(v) for v in _curve_fit(x, y, p0, bounds))
+            A, alpha, E = (float(v) for v in paper_fit(x, y, p0, bounds))
         except (RuntimeError, ValueError) as err:
             nan = float("nan")
             return PowerLawFit(nan, nan, nan, (nan, nan), method, n, level, identified=False, monotone=monotone,
@@ -478,354 +487,8 @@ def fit_chinchilla(N, D, L, delta=DELTA, keep=32, n_polish=3):
     return ChinchillaFit(float(np.exp(e)), float(np.exp(a + al * math.log(n0))), float(np.exp(b + be * math.log(d0))),
                          float(al), float(be), float(fv * delta), len(g), time.time() - t0)
 
-# -----------------------------------------------------------------------------
-# CLI: read run summaries, fit, print, write fits.json and plots
 
-class BadInput(Exception):
-    pass
-
-
-def _billions(v):
-    return v / 1e9 if v >= 1e3 else v  # raw counts -> billions; values < 1000 are billions already
-
-
-def _row(d, src):
-    """A point row from a summary / CSV / JSONL record, or None if it is not one."""
-    loss = d.get("val_loss", d.get("loss"))
-    if d.get("N") in (None, "") or loss in (None, ""):
-        return None
-    # Losses on different datasets or tokenizers are not comparable: they never share a fit.
-    tag = "/".join(str(d[k]) for k in ("dataset", "tokenizer") if d.get(k))
-    tag = f" [{tag}]" if tag else ""
-    try:
-        r = dict(recipe=str(d.get("recipe") or "default") + tag, std="standard" + tag,
-                 N=_billions(float(d["N"])), loss=float(loss),
-                 D=_billions(float(d["D"])) if d.get("D") not in (None, "") else None,
-                 K=int(float(d["K"])) if d.get("K") not in (None, "") else None, src=src,
-                 seed=int(float(d["seed"])) if d.get("seed") not in (None, "") else None,
-                 n_members=int(float(d["n_members"])) if d.get("n_members") not in (None, "") else None,
-                 # train.py's flag for a run that looks diverged: shown, never dropped from a fit
-                 diverged=str(d.get("diverged", "")).lower() in ("true", "1"), run=d.get("run") or src,
-                 config=tuple(str(d.get(k)) for k in ("epochs", "lr", "wd", "batch_size", "seq_len", "tokenizer",
-                                                      "steps", "teacher", "mix")))
-    except (TypeError, ValueError) as err:
-        raise BadInput(f"cannot read {src}: bad number ({err}); fix the row or remove the file")
-    return r if math.isfinite(r["loss"]) else None
-
-
-def load_points(paths):
-    """Returns (single-run rows, ensemble rows with K). Raises BadInput with a one-line reason."""
-    files = []
-    for p in paths:
-        if os.path.isdir(p):
-            for root, _, names in sorted(os.walk(p)):
-                files += [(os.path.join(root, f), False) for f in sorted(names)
-                          if f in ("summary.json", "ensemble.json") or f.endswith((".csv", ".jsonl"))]
-        elif os.path.isfile(p):
-            files.append((p, True))
-        else:
-            raise BadInput(f"no such file or folder: {p}; pass run folders or CSV/JSONL files of points")
-    rows = []
-    for path, explicit in files:
-        try:
-            with open(path, newline="") as fh:
-                if path.endswith(".csv"):
-                    recs = list(csv.DictReader(line for line in fh if not line.startswith("#")))
-                elif path.endswith(".jsonl"):
-                    recs = []
-                    for i, line in enumerate(fh, 1):   # name the file's line, not the decoder's "line 1"
-                        try:
-                            recs.append(json.loads(line)) if line.strip() else None
-                        except ValueError as err:
-                            raise BadInput(f"cannot read {path}: line {i} is not JSON ({err.msg}); fix or "
-                                           f"remove that line")
-                else:
-                    obj = json.load(fh)
-                    recs = obj if isinstance(obj, list) else [obj]
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            raise BadInput(f"cannot read {path}: {err}; fix or remove the file")
-        got = []
-        for d in recs:
-            if not isinstance(d, dict) or d.get("kind") == "fits":
-                continue
-            if d.get("kind") == "ensemble" or isinstance(d.get("losses"), dict):
-                for k, l in (d.get("losses") or {}).items():
-                    got.append(_row({**{k2: v for k2, v in d.items() if k2 != "val_loss"}, "K": k, "loss": l}, path))
-                    got[-1] and got[-1].update(config=(path,))  # one ensemble file = one hyperparameter setting
-            else:
-                got.append(_row(d, path))
-        got = [r for r in got if r]
-        if explicit and not got:
-            raise BadInput(f"{path} has no usable points (needs N and val_loss or loss per row); check the file")
-        rows += got
-    if not rows:
-        raise BadInput(f"no runs found in {' '.join(paths)} (looked for summary.json, ensemble.json, *.csv, *.jsonl "
-                       "with N and val_loss); pass the folder train.py wrote into")
-    return [r for r in rows if r["K"] is None], [r for r in rows if r["K"] is not None]
-
-
-def _fmt(v, p=4):
-    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{p}g}"
-
-
-def _atomic(path, write):
-    tmp = path + ".tmp" + os.path.splitext(path)[1]
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def seed_noise(groups):
-    """Robust pooled seed-to-seed sd: 1.4826 x the median |deviation from the config's mean|, each
-    deviation scaled by sqrt(n / (n - 1)) (a deviation from a mean of n runs is that much smaller).
-    A plain pooled variance would let one diverged seed (loss +1 nat) widen every interval."""
-    dev = [abs(l - np.mean(v)) * math.sqrt(len(v) / (len(v) - 1)) for v in groups if len(v) > 1 for l in v]
-    return 1.4826 * float(np.median(dev)) if dev else None
-
-
-def searched_losses(by_seed, rec, D, N):
-    """The losses that make the reported point of (recipe, D, N); by_seed: {(recipe, D, N, config):
-    {seed: loss}}. Where runs record seeds, the config is the one a search on seed 0 picks (its
-    lowest seed-0 loss) and its losses are those of the OTHER seeds trained there: fresh draws, so the
-    reported loss is not the search's lucky draw (picking the best of many near-tied configs on one
-    seed biases that seed's loss low). Without fresh seeds the seed-0 loss stands; rows without seeds:
-    the config with the lowest mean, all its runs."""
-    cfgs = {c: v for (r, d, n, c), v in by_seed.items() if (r, d, n) == (rec, D, N)}
-    seed0 = {c: v[0] for c, v in cfgs.items() if 0 in v}
-    if not seed0:
-        c = min(cfgs, key=lambda c: np.mean(list(cfgs[c].values())))
-        return list(cfgs[c].values())
-    c = min(seed0, key=seed0.get)
-    return [l for s, l in cfgs[c].items() if s != 0] or [seed0[c]]
-
-
-def searched_point(by_seed, rec, D, N):
-    """(loss, n) reported for (recipe, D, N): the mean of searched_losses and how many runs it holds."""
-    losses = searched_losses(by_seed, rec, D, N)
-    return float(np.mean(losses)), len(losses)
-
-
-def report(singles, ens, n_boot=400, seed=0):
-    """All the fits the data support; returns the fits.json dict."""
-    # Seed noise: the spread of identical configs (same recipe, D, N, hyperparameters).
-    cfg, by_seed = {}, {}
-    for r in singles:
-        cfg.setdefault((r["recipe"], r["D"], r["N"], r["config"]), []).append(r["loss"])
-        by_seed.setdefault((r["recipe"], r["D"], r["N"], r["config"]), {})[r["seed"]] = r["loss"]
-    sigma_seed = seed_noise(cfg.values())
-    best = {(rec, D, N): searched_point(by_seed, rec, D, N) for rec, D, N, _ in cfg}
-    out_json = dict(kind="fits", sigma_seed=sigma_seed, fits=[], joint=[], data_laws=[], efficiency=[],
-                    diverged=sorted({str(r["run"]) for r in singles if r["diverged"]}))
-    groups = sorted({(rec, D) for rec, D, _ in best}, key=str)
-    nfits = {}
-    for rec, D in groups:
-        pts = sorted((N, l, m) for (r, d, N), (l, m) in best.items() if (r, d) == (rec, D))
-        if len(pts) >= 3:
-            N, l, m = map(np.array, zip(*pts))
-            sig = sigma_seed / np.sqrt(m) if sigma_seed else None
-            f = fit_power_law(N, l, n_boot=n_boot, seed=seed, sigma=sig)
-            nfits[(rec, D)] = f
-            out_json["fits"].append(dict(recipe=rec, D=D, axis="N (billions)", **f.to_dict()))
-    # Ensembles: loss vs K per (recipe, D, N); the setting with the lowest asymptote wins (paper section 6).
-    kfits, joints = {}, {}
-    # A subset-averaged curve (ensemble.json's n_members) averages the same M members at every k: its
-    # points share one error of about sigma_seed / sqrt(M) (a lucky set of members lowers them all), so
-    # the bootstrap draws that as one offset per curve, plus half of it per point for the rest.
-    curves, members = {}, {}
-    for r in ens:
-        curves.setdefault((r["recipe"], r["D"], r["N"], r["config"]), {})[r["K"]] = r["loss"]
-        members[(r["recipe"], r["D"], r["N"], r["config"])] = r.get("n_members")
-    shared = {}
-    for (rec, D, N, c), kl in sorted(curves.items(), key=str):
-        if len(kl) < 3:
-            continue
-        K = sorted(kl)
-        M = members[(rec, D, N, c)]
-        sig, sh = (sigma_seed / math.sqrt(M) / 2, sigma_seed / math.sqrt(M)) if M and sigma_seed else (sigma_seed, 0.0)
-        shared[(rec, D)] = max(shared.get((rec, D), (0.0, 0.0)), (sh, sig))   # for the joint limit
-        f = fit_power_law(K, [kl[k] for k in K], n_boot=n_boot, seed=seed, sigma=sig, shared_sigma=sh)
-        if (rec, D, N) not in kfits or f.E < kfits[(rec, D, N)][0].E:
-            kfits[(rec, D, N)] = (f, [(N, k, kl[k]) for k in K])
-    for (rec, D, N), (f, _) in sorted(kfits.items(), key=str):
-        out_json["fits"].append(dict(recipe=rec, D=D, N=N, axis="K", **f.to_dict()))
-    for rec, D in sorted({(k[0], k[1]) for k in kfits}, key=str):
-        pts = [p for k, (f, ps) in kfits.items() if (k[0], k[1]) == (rec, D) for p in ps]
-        if len({p[0] for p in pts}) >= 3:
-            sh, sig = shared[(rec, D)]
-            j = joint_asymptote(pts, n_boot=n_boot, seed=seed, sigma=sig, shared_sigma=sh)
-            joints[(rec, D)] = j
-            out_json["joint"].append(dict(recipe=rec, D=D, **j.to_dict()))
-    # Data scaling: best loss per D (over N) for each recipe with >= 3 D.
-    laws = {}
-    for rec in sorted({k[0] for k in best}):
-        perD = {}
-        for (r, D, N), (l, m) in best.items():
-            if r == rec and D is not None and (D not in perD or l < perD[D]):
-                perD[D] = l
-        if len(perD) >= 3:
-            Ds = sorted(perD)
-            laws[rec] = (fit_power_law(Ds, [perD[d] for d in Ds], n_boot=n_boot, seed=seed, sigma=sigma_seed), perD)
-            out_json["data_laws"].append(dict(recipe=rec, axis="D (billions)", **laws[rec][0].to_dict()))
-    # Data efficiency vs the standard recipe (same dataset): each recipe's asymptote, or best run, at each D.
-    std_of = {r["recipe"]: r["std"] for r in singles + ens}
-    cands = [(rec, rec, D, f.E, "asymptote", None) if f.identified else
-             (rec, rec, D, min(f.y), "best run", "its E is not identified, so the best run stands in")
-             for (rec, D), f in nfits.items()]
-    cands += [(rec, rec + " (joint)", D, j.E, "joint asymptote", None if j.identified else "joint E not identified")
-              for (rec, D), j in joints.items()]
-    for (rec, D) in sorted({(r, d) for r, d, _ in best if (r, d) not in nfits}, key=str):
-        cands.append((rec, rec, D, min(l for (r, d, _), (l, _) in best.items() if (r, d) == (rec, D)), "best run", None))
-    for src, rec, D, L, what, note in sorted(cands, key=str):
-        if std_of[src] in laws and src != std_of[src]:
-            law, stdD = laws[std_of[src]]
-            if D in stdD and stdD[D] > law.E:
-                e = data_efficiency(law, L, stdD[D])
-                notes = [w for w in (e.warning, note, None if law.identified else
-                                     "the standard data law's E is not identified: an extrapolation") if w]
-                out_json["efficiency"].append(dict(recipe=rec, D=D, loss=L, of=what, baseline_loss=stdD[D],
-                                                   multiplier=e.value, infinite=math.isinf(e.value),
-                                                   warning="; ".join(notes) or None))
-    return out_json, nfits, kfits, joints, laws
-
-
-def print_table(js):
-    if js.get("diverged"):
-        print(f"note: {len(js['diverged'])} point(s) flagged diverged by train.py, kept in the fits: "
-              f"{', '.join(js['diverged'])}")
-    rows = [(f, "N" if f["axis"].startswith("N") else f"K@N={_fmt(f['N'], 3)}") for f in js["fits"]]
-    rows += [(f, "D") for f in js["data_laws"]]
-    w = max([len(f["recipe"]) for f, _ in rows] + [6])
-    hdr = f"{'recipe':<{w}} {'D(B)':>7} {'vs':<11}{'n':>3} {'A':>9} {'alpha':>7} {'E':>8} {'E interval':>19} {'LOO err':>9}  note"
-    print(hdr)
-    print("-" * len(hdr))
-    for f, vs in rows:
-        ci = f"[{_fmt(f['E_ci'][0])}, {_fmt(f['E_ci'][1])}]"
-        print(f"{f['recipe']:<{w}} {_fmt(f.get('D'), 3):>7} {vs:<11}{f['n']:>3} {_fmt(f['A']):>9} {_fmt(f['alpha'], 3):>7} "
-              f"{_fmt(f['E']):>8} {ci:>19} {_fmt(f['loo_error'], 2):>9}  {f['warning'] or ''}")
-    for j in js["joint"]:
-        print(f"joint limit {j['recipe']} D={_fmt(j['D'], 3)}: E = {_fmt(j['E'])} "
-              f"[{_fmt(j['E_ci'][0])}, {_fmt(j['E_ci'][1])}] from E_N = {[round(v, 4) for v in j['E_N']]}"
-              + (f"  ({j['warning']})" if j["warning"] else ""))
-    for e in js["efficiency"]:
-        m = "inf" if e["infinite"] else f"{e['multiplier']:.3g}x"
-        print(f"data efficiency {e['recipe']} at D={_fmt(e['D'], 3)}: {m} ({e['of']} {e['loss']:.4g} vs standard "
-              f"{e['baseline_loss']:.4g})" + (f"  [{e['warning']}]" if e["warning"] else ""))
-
-
-def plot(out, nfits, kfits, joints, laws, eff):
-    """The paper's figures: loss vs N (one panel per recipe, one curve per D), loss vs K (one panel
-    per recipe and D, one curve per N), data scaling with the efficiencies. Dashed lines are the
-    asymptotes E, shaded bands their intervals (only where E is identified)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def curve(ax, f, color, label):
-        """Points, the fitted curve, and (only where E is identified) the asymptote and its band: an
-        unidentified E can sit far below the data and would squash the plot to a flat line."""
-        x = np.array(f.x)
-        xs = np.geomspace(x.min(), x.max() * (4 if f.identified else 1), 100)
-        ax.plot(x, f.y, "o", color=color, label=label + ("" if f.identified else " (E not identified)"))
-        ax.plot(xs, f.predict(xs), "-", color=color, lw=1)
-        if f.identified and all(math.isfinite(v) for v in f.E_ci):
-            ax.axhline(f.E, ls="--", color=color, lw=1)
-            ax.axhspan(*f.E_ci, color=color, alpha=0.1)
-        return list(f.y) + ([f.E] if f.identified else [])
-
-    def ci(v):
-        return f"E={v.E:.4g} [{_fmt(v.E_ci[0])}, {_fmt(v.E_ci[1])}]"
-    figs = {
-        "loss_vs_N.png": ("parameters N (billions)",
-                          [(rec, [(f, f"D={_fmt(D, 3)}B: {ci(f)}") for (r, D), f in sorted(nfits.items(), key=str) if r == rec])
-                           for rec in sorted({r for r, _ in nfits})]),
-        "loss_vs_K.png": ("ensemble size K",
-                          [(f"{rec}, D={_fmt(D, 3)}B" + (f"\njoint {ci(joints[(rec, D)])}" if (rec, D) in joints else ""),
-                            [(f, f"N={k[2]:.3g}B: {ci(f)}") for k, (f, _) in sorted(kfits.items(), key=str) if k[:2] == (rec, D)])
-                           for rec, D in sorted({k[:2] for k in kfits}, key=str)]),
-        "data_scaling.png": ("data D (billions of tokens)",
-                             [("best loss per D", [(f, f"{rec}: {ci(f)}") for rec, (f, _) in sorted(laws.items())])] if laws else []),
-    }
-    written = []
-    for name, (xlabel, panels) in figs.items():
-        if not panels:
-            continue
-        cols = min(3, len(panels))
-        rows = -(-len(panels) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False)
-        for ax, (title, curves) in zip(axes.flat, panels):
-            ys = []
-            for c, (f, label) in enumerate(curves):
-                ys += curve(ax, f, f"C{c}", label)
-            if ys:                                    # the data (and identified asymptotes), padded
-                lo, hi = min(ys), max(ys)
-                pad = 0.08 * (hi - lo) + 1e-3
-                ax.set_ylim(lo - pad, hi + 3 * pad)  # room on top for the legend
-            if name == "data_scaling.png" and eff:
-                txt = "\n".join(f"{e['recipe']} @ {_fmt(e['D'], 3)}B: " + ("inf" if e["infinite"] else f"{e['multiplier']:.3g}x")
-                                 + ("*" if e["warning"] else "") for e in eff[:10])
-                ax.text(0.02, 0.02, "data efficiency vs standard (* = flagged)\n" + txt, transform=ax.transAxes,
-                        fontsize=7, va="bottom")
-            ax.set(xscale="log", xlabel=xlabel, ylabel="val loss (nats/token)")
-            ax.set_title(title, fontsize=9)
-            ax.legend(fontsize=7, loc="upper right", framealpha=0.7)
-        for ax in list(axes.flat)[len(panels):]:
-            ax.set_visible(False)
-        fig.tight_layout()
-        _atomic(os.path.join(out, name), lambda p: fig.savefig(p, dpi=110))
-        plt.close(fig)
-        written.append(name)
-    return written
-
-
-def _clean(v):
-    """JSON has no NaN/inf: write null (and "infinite" flags say which was which)."""
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
-
-
-def main(argv=None):
-    from data import OneLineParser     # a bad flag is one line on stderr and exit code 2, as in every tool
-    ap = OneLineParser(description="Scaling-law fits: asymptotes with intervals, joint limit, data efficiency.",
-                       ranges=dict(n_boot=">= 0", seed=">= 0"))
-    ap.add_argument("runs", nargs="+", help="run folders (searched recursively) or CSV/JSONL files of points")
-    ap.add_argument("--out", default="fits", help="output folder for fits.json and PNGs")
-    ap.add_argument("--n_boot", "--n-boot", dest="n_boot", type=int, default=400)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    t0 = time.time()
-    try:
-        singles, ens = load_points(args.runs)
-        try:
-            js, nfits, kfits, joints, laws = report(singles, ens, args.n_boot, args.seed)
-        except ValueError as err:
-            raise BadInput(f"cannot fit these points: {err}; check the losses and sizes in the input")
-        if not (js["fits"] or js["data_laws"]):
-            raise BadInput(f"nothing to fit in {len(singles) + len(ens)} points: need >= 3 distinct N (or K, or D) "
-                           "for one recipe; add runs or check the recipe/N/D fields")
-    except BadInput as err:
-        print(f"fit.py: {err}", file=sys.stderr)
-        return 2
-    os.makedirs(args.out, exist_ok=True)
-    print_table(js)
-    pngs = plot(args.out, nfits, kfits, joints, laws, js["efficiency"])
-    from report import write as write_headline   # the headline figure and findings table (report.py)
-    pngs += write_headline(singles, ens, _clean(js), args.out)
-
-    def dump(p):
-        with open(p, "w") as fh:
-            json.dump(_clean(js), fh, indent=1)
-    _atomic(os.path.join(args.out, "fits.json"), dump)
-    print(f"wrote {os.path.join(args.out, 'fits.json')} and {', '.join(pngs)}; "
-          f"{len(singles)} single-model points (a run can count under two recipes), {len(ens)} ensemble points, "
-          f"report in {time.time() - t0:.2f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":          # the report's command line lives in report.py (it imports this file)
+    import sys
+    import report
+    sys.exit(report.main(prog="fit.py"))

@@ -391,7 +391,7 @@ class Sweep:
         weights (seed changes nothing), so they differ only in data order. Writes out/points.jsonl and
         fit.py's report, whose efficiency rows are (b)'s multiplier over (a)'s data law."""
         import dataclasses
-        import fit
+        import report
         from data import synthetic
         p, b = self.p, self.p["base"]
         base_data = os.path.join(self.runs_dir, "data_cpt_base")
@@ -434,7 +434,7 @@ class Sweep:
         with open(os.path.join(out, "points.jsonl.tmp"), "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
         os.replace(os.path.join(out, "points.jsonl.tmp"), os.path.join(out, "points.jsonl"))
-        fit.main([os.path.join(out, "points.jsonl"), "--out", out])
+        report.main([os.path.join(out, "points.jsonl"), "--out", out])
         print(f"cpt: every continued run starts from {base.out_dir}; the {K} members differ only in data order; "
               f"base before CPT {rows[0]['val_loss']:.4f}, ensemble {ens['losses'][K]:.4f} "
               f"(members {' '.join(f'{l:.4f}' for l in ens['member_losses'])})")
@@ -479,7 +479,7 @@ def collect_points(sweep):
 
 
 def write_report(sweep, out):
-    import fit
+    import report
     points = collect_points(sweep)
     if not points:
         raise train.ConfigError(f"no finished runs in {sweep.points_dir}; run the sweep first")
@@ -489,7 +489,7 @@ def write_report(sweep, out):
         for r in points:
             f.write(json.dumps(r) + "\n")
     os.replace(pts + ".tmp", pts)
-    if fit.main([pts, "--out", out]) == 2:      # too few points yet (a sweep part-way): tables only
+    if report.main([pts, "--out", out]) == 2:      # too few points yet (a sweep part-way): tables only
         fits = dict(fits=[], data_laws=[], joint=[], efficiency=[])
     else:
         with open(os.path.join(out, "fits.json")) as f:

@@ -1,7 +1,7 @@
 """Tests for fit.py: exact recovery, interval coverage, the Chinchilla termination pitfall, published
-data, data efficiency, flags, and the CLI. Run: OPENBLAS_NUM_THREADS=1 python -m pytest -q tests/test_fit.py"""
+data, data efficiency, flags; and for report.py's points and its CLI (python fit.py RUNS). Run: OPENBLAS_NUM_THREADS=1 python -m pytest -q tests/test_fit.py"""
 import os
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: many small fits, 2 cores (decisions.md)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: many small fits on 2 cores; a spinning BLAS thread doubles their time
 import csv
 import itertools
 import json
@@ -18,8 +18,9 @@ from scipy.special import huber, logsumexp
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import fit  # noqa: E402
+import report  # noqa: E402
 
-# The paper's grids (paper.md sections 5-7): N and D in billions, K = ensemble size.
+# The paper's grids (sections 5-7 of the paper): N and D in billions, K = ensemble size.
 GRIDS = {"N": [0.15, 0.3, 0.6, 1.4], "K": list(range(1, 9)), "D": [0.2, 0.4, 0.8, 1.6]}
 TRUE = (0.5, 0.4, 3.2)  # A, alpha, E
 # Besiroglu et al. (2024) refit of the Chinchilla runs, and Hoffmann et al.'s (2022) published fit.
@@ -339,7 +340,7 @@ def test_cli_bad_input_exits_2_with_one_line_naming_the_problem(tmp_path, capsys
     else:
         target = tmp_path / "points.csv"
         target.write_text("step,val_loss\n1,3.0\n")
-    rc = fit.main([str(target), "--out", str(tmp_path / "out")])
+    rc = report.main([str(target), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     print(err)
     assert rc == 2
@@ -351,23 +352,22 @@ def test_cli_bad_input_exits_2_with_one_line_naming_the_problem(tmp_path, capsys
 def test_seed_noise_is_robust_to_one_diverged_seed():
     rng = np.random.default_rng(0)
     groups = [list(2.0 + 0.01 * rng.standard_normal(4)) for _ in range(30)]
-    clean = fit.seed_noise(groups)
+    clean = report.seed_noise(groups)
     assert 0.007 < clean < 0.013                              # recovers sd 0.01
     groups[0][1] += 1.0                                       # one run diverged
-    assert abs(fit.seed_noise(groups) - clean) < 0.002        # a plain pooled sd would jump ~10x
-    assert fit.seed_noise([[2.0], [2.1]]) is None             # no repeated config: unknown
+    assert abs(report.seed_noise(groups) - clean) < 0.002        # a plain pooled sd would jump ~10x
+    assert report.seed_noise([[2.0], [2.1]]) is None             # no repeated config: unknown
 
 
 def test_reported_point_is_the_seed0_search_choice_scored_by_its_fresh_seeds():
-    import fit
     by_seed = {("reg", 1.0, 2.0, "a"): {0: 1.90, 1: 2.00, 2: 2.02},    # lucky seed 0
                ("reg", 1.0, 2.0, "b"): {0: 1.95, 1: 1.96},
                ("reg", 1.0, 2.0, "c"): {1: 1.50}}                      # no seed 0: the search never saw it
-    assert fit.searched_point(by_seed, "reg", 1.0, 2.0) == (pytest.approx(2.01), 2)
+    assert report.searched_point(by_seed, "reg", 1.0, 2.0) == (pytest.approx(2.01), 2)
     only0 = {("std", 1.0, 2.0, "a"): {0: 2.2}, ("std", 1.0, 2.0, "b"): {0: 2.1}}
-    assert fit.searched_point(only0, "std", 1.0, 2.0) == (2.1, 1)
+    assert report.searched_point(only0, "std", 1.0, 2.0) == (2.1, 1)
     noseed = {("x", None, 2.0, "a"): {None: 2.3}, ("x", None, 2.0, "b"): {None: 2.4}}
-    assert fit.searched_point(noseed, "x", None, 2.0) == (2.3, 1)
+    assert report.searched_point(noseed, "x", None, 2.0) == (2.3, 1)
 
 
 def test_noise_shared_by_every_point_widens_the_asymptote_interval():
@@ -379,3 +379,13 @@ def test_noise_shared_by_every_point_widens_the_asymptote_interval():
     w = lambda f: f.E_ci[1] - f.E_ci[0]
     assert w(shared) > 3 * w(alone)
     assert w(shared) > 2 * 1.645 * 0.02 * 0.8          # at least about the shared offset's own 90% width
+
+
+def test_fit_imports_only_numpy_scipy_and_the_standard_library():
+    # fit.py is the algorithm alone: no torch and no project module (report.py imports fit, never back)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import fit; "
+            "print(sorted(m for m in ('torch', 'data', 'report', 'train', 'sweep', 'matplotlib') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True,
+                       env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"

@@ -63,7 +63,7 @@ def test_every_numeric_train_flag_has_a_range_beside_its_default():
     ("train", ["--wd", "nan"], "--wd"),
     ("sample", ["run", "--temperature", "-1"], "--temperature"),
     ("sample", ["run", "--temperature", "nan"], "--temperature"),
-    ("fit", ["x.jsonl", "--n_boot", "-1"], "--n_boot"),
+    ("report", ["x.jsonl", "--n_boot", "-1"], "--n_boot"),
     ("distill", ["--teacher", "t", "--alpha", "nan"], "--alpha"),
     ("distill", ["--teacher", "t", "--lr", "inf"], "--lr"),
     ("ensemble", ["--k", "-1"], "--k"),
@@ -108,13 +108,13 @@ def test_corrupt_meta_and_out_of_vocab_shards_and_bad_out_dirs_are_one_line(tiny
 
 
 def test_fit_bad_flag_and_malformed_jsonl_line_are_one_line(tmp_path, capsys):
-    import fit
+    import report
     with pytest.raises(SystemExit) as e:
-        fit.main(["--no_such_flag"])
+        report.main(["--no_such_flag"])
     assert e.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
     pts = tmp_path / "p.jsonl"
     pts.write_text('{"N": 1000, "val_loss": 3.0}\n{"N": 2000, "val_loss": 2.9}\n{"N": 3000, val_loss\n')
-    assert fit.main([str(pts), "--out", str(tmp_path / "o")]) == 2
+    assert report.main([str(pts), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "line 3" in err[0], err
 
@@ -203,12 +203,12 @@ def test_check_divergence_flags_blow_ups_but_not_honest_overfitting(tmp_path):
 
 
 def test_fit_shows_the_diverged_flag_and_keeps_the_point(tmp_path, capsys):
-    import fit
+    import report
     pts = tmp_path / "p.jsonl"
     rows = [{"N": n, "val_loss": 3 + 100 / n, "recipe": "r", "D": 1e6, "run": f"run{n}"} for n in (1e3, 2e3, 4e3, 8e3)]
     rows[1]["diverged"] = True
     pts.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert fit.main([str(pts), "--out", str(tmp_path / "o"), "--n_boot", "0"]) == 0
+    assert report.main([str(pts), "--out", str(tmp_path / "o"), "--n_boot", "0"]) == 0
     assert "flagged diverged" in capsys.readouterr().out
     js = json.load(open(tmp_path / "o" / "fits.json"))
     assert js["diverged"] == ["run2000.0"] and js["fits"][0]["n"] == 4                # shown, not removed
