@@ -38,12 +38,10 @@ import argparse
 import copy
 import dataclasses
 import datetime
-import glob
 import itertools
 import json
 import math
 import os
-import re
 import sys
 import time
 import warnings
@@ -54,7 +52,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 import data
+import sample
 import train
+from members import find_members
 from model import GPT, chunked_logits, ensemble_log_probs
 from train import ConfigError, TrainConfig, check_same_config
 
@@ -422,26 +422,6 @@ def subset_curve(subset_losses, K):
     return [float(np.mean([l for S, l in subset_losses.items() if len(S) == k])) for k in range(1, K + 1)]
 
 
-def natural_key(path):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path)]
-
-
-def find_members(paths, flag="--members"):
-    """Run folders from folders, globs, or an ensemble folder (its member_* runs), ordered by name."""
-    found = []
-    for p in paths:
-        hits = glob.glob(p) if glob.has_magic(p) else [p]
-        if not hits:
-            raise ConfigError(f"{flag} {p} matches nothing")
-        for h in hits:
-            if not os.path.isdir(h):
-                raise ConfigError(f"{flag} {h}: no such run folder")
-            inner = [d for d in glob.glob(os.path.join(h, "member_*")) if os.path.isdir(d)]
-            is_run = os.path.exists(os.path.join(h, "summary.json")) or os.path.exists(os.path.join(h, "ckpt.pt"))
-            found += inner if inner and not is_run else [h]
-    return sorted({os.path.normpath(f) for f in found}, key=natural_key)
-
-
 def run_micro_batch(path, config):
     """The micro-batch a run trained with (what --micro_batch auto chose is in its config.json): a batch
     size its device is known to hold."""
@@ -594,7 +574,6 @@ def main(argv=None):
     if "--sample" in argv:
         # sample.py already samples from an ensemble's averaged logits (KV cache, --combine probs too);
         # here we only expand --members and hand the remaining flags over to it
-        import sample
         sp = argparse.ArgumentParser(add_help=False)
         sp.add_argument("--sample", action="store_true")
         sp.add_argument("--members", nargs="+", required=True)
