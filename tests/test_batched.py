@@ -145,6 +145,16 @@ def test_batched_folders_are_ordinary_runs(tiny_data, tmp_path, capsys):
     assert e.value.code == 2 and "--mix_data" in capsys.readouterr().err
 
 
+def test_bfloat16_members_finish_with_their_summaries(tiny_data, tmp_path):
+    """A member's checkpoint records its dtype, as train.py's do: train.train, resuming the final checkpoint
+    for the summary, refuses one whose dtype is not the run's (bf16 is every CUDA run's default)."""
+    cfg = config(tiny_data, tmp_path / "bf16", dtype="bfloat16", train_tokens=2561, evals=1)   # 10 steps
+    ensemble.train_members(cfg, 2, batched=True, quiet=True)
+    for i in range(2):
+        ckpt, s = load(os.path.join(cfg.out_dir, f"member_{i}"))
+        assert ckpt["dtype"] == s["dtype"] == "bfloat16" and ckpt["step"] == s["steps"] == 10 and s["batched"] == 2
+
+
 def interrupt_at(monkeypatch, n_steps):
     """Make the batched loop die after n_steps optimizer steps (as a killed job would)."""
     calls = {"n": 0}
