@@ -233,18 +233,24 @@ def load_members(paths, device):
     return models, summaries, sets[0]
 
 
+def default_out(paths):
+    """ensemble.json in the members' common folder, unless it holds the evaluation of a different set
+    of members: that is never replaced."""
+    out = os.path.join(os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]), "ensemble.json")
+    if os.path.exists(out):
+        with open(out) as f:
+            old = [os.path.normpath(os.path.join(os.path.dirname(out), m)) for m in json.load(f).get("members", [])]
+        if old != [os.path.normpath(os.path.abspath(p)) for p in paths]:
+            raise ConfigError(f"{out} holds the evaluation of other members ({len(old)}); "
+                              f"pass --out FILE to write this one elsewhere")
+    return out
+
+
 def evaluate_ensemble(paths, device_flag="auto", dtype_flag="auto", combine="logits", batch=0, out=None,
                       local_rank=0, quiet=False):
-    """Score the ensembles of the first k of `paths` (k = 1..K); write and return ensemble.json."""
-    if out is None:   # the default place: never replace the evaluation of a different set of members
-        out = os.path.join(os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]),
-                           "ensemble.json")
-        if os.path.exists(out):
-            with open(out) as f:
-                old = [os.path.normpath(os.path.join(os.path.dirname(out), m)) for m in json.load(f).get("members", [])]
-            if old != [os.path.normpath(os.path.abspath(p)) for p in paths]:
-                raise ConfigError(f"{out} holds the evaluation of other members ({len(old)}); "
-                                  f"pass --out FILE to write this one elsewhere")
+    """Score the ensembles of the first k of `paths` (k = 1..K); write and return ensemble.json (at
+    `out`, default: next to the members)."""
+    out = default_out(paths) if out is None else out
     device, dtype, _ = train.resolve_device(TrainConfig(device=device_flag, dtype=dtype_flag), local_rank)
     models, summaries, vs = load_members(paths, device)
     K = len(models)
