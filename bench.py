@@ -2,8 +2,8 @@
 Benchmark the real training step of train.py (same model, loss, optimizer and train_step, not a
 copy) and print a table: tokens/s, achieved TFLOP/s, MFU against the peak bf16 FLOPS of known GPUs
 (none for CPUs or unknown devices), peak memory, compile time; forward-only (inference) tokens/s;
-sampling tokens/s with the KV cache. Then an ensemble of K members trained as one batched model
-(ensemble.py --batched: stacked weights, vmap) against training them one after another, in
+sampling tokens/s with the KV cache. Then an ensemble of K members trained as one stacked model
+(ensemble.py --batched, batched.py: stacked weights, vmap) against training them one after another, in
 member-tokens/s (tokens of all members per second).
 
     python bench.py                                   # tiny presets on whatever device is here
@@ -21,7 +21,7 @@ import warnings
 
 import torch
 
-from ensemble import StackedGPT, batched_step
+from batched import StackedGPT, member_losses
 from model import GPT, PRESETS, config_from_preset, generate
 from train import (ConfigError, OneLineParser, TrainConfig, compile_model, dtype_name, hardware_name, make_optimizer,
                    peak_flops, resolve_device, train_step, validate)
@@ -106,7 +106,8 @@ def time_steps(step, args, device):
 
 def bench_ensemble(name, args, device, dtype, use_compile):
     """Member-tokens/s of K members trained one after another (train_step on one member: every member
-    has the same shape and cost) and as one batched model (ensemble.batched_step), same batch each."""
+    has the same shape and cost) and as one stacked model (the same train_step on a batched.StackedGPT),
+    same batch each."""
     K, cfg = args.ensemble_k, TrainConfig(lr=1e-3, wd=0.1)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -125,8 +126,8 @@ def bench_ensemble(name, args, device, dtype, use_compile):
     stacked = StackedGPT(models, use_compile)
     del models, one, opt, fwd
     bopt = make_optimizer(stacked, cfg, device)
-    bat_s = time_steps(lambda: batched_step(stacked, bopt, [(x[..., :-1], x[..., 1:])], 1e-3, 1.0, 1, device, dtype),
-                       args, device)
+    bat_s = time_steps(lambda: train_step(stacked, stacked, bopt, [(x[..., :-1], x[..., 1:])], 1e-3, 1.0, 1, device,
+                                          dtype, member_losses), args, device)
     tok = args.batch * args.seq_len
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return dict(model=name, K=K, seq=tok / seq_s, batched=K * tok / bat_s, mem_gib=mem)

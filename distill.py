@@ -52,7 +52,7 @@ import torch.nn.functional as F
 
 import data
 import train
-from ensemble import find_members
+from members import find_members
 from model import chunked_logits, ensemble_log_probs, generate, head_logits
 from train import ConfigError, TrainConfig, flag
 

@@ -16,9 +16,8 @@ unless --recipe says otherwise. A rerun skips finished members (summary.json exi
 interrupted one from its checkpoint, so `--k 8` after `--k 4` trains only members 4..7. Under
 torchrun member i trains on rank i % P, alone (no gradient sync): an ensemble is embarrassingly
 parallel. Rank 0 then evaluates. With --batched the members train together in one process as one
-model whose weights are stacked on a leading member dimension (torch.func vmap; each member keeps its
-own init, data order, AdamW state and gradient clipping): the same runs, written to the same folders,
-at a multiple of the member-tokens/s where one small model cannot fill the device (bench.py measures it).
+stacked model (batched.py): the same runs, written to the same folders, at a multiple of the
+member-tokens/s where one small model cannot fill a GPU (bench.py measures it).
 
 Evaluation: one streaming pass over the val windows; per batch every member runs once and every
 subset of members is combined by model.ensemble_log_probs (all C(K, k) subsets of each size k, or 64
@@ -35,18 +34,14 @@ and val windows. Writes DIR/ensemble.json (fit.py reads it; "members" are relati
      "member_losses", "member_mean", "members", "eval_s", "eval_s_one", "hardware", ...}
 """
 import argparse
-import copy
 import dataclasses
 import datetime
-import glob
 import itertools
 import json
 import math
 import os
-import re
 import sys
 import time
-import warnings
 
 import numpy as np
 import torch
@@ -54,8 +49,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 import data
+import sample
 import train
-from model import GPT, chunked_logits, ensemble_log_probs
+from batched import train_members_batched
+from members import find_members
+from model import chunked_logits, ensemble_log_probs
 from train import ConfigError, TrainConfig, check_same_config
 
 # Flags that change how a run executes but not what it learns: a finished member trained with other
@@ -64,7 +62,7 @@ RUN_ONLY = train.RUN_ONLY
 
 
 # ----------------------------------------------------------------------------
-# Training: K ordinary train.py runs
+# Training: K ordinary train.py runs (or, with --batched, one stacked model)
 
 def member_config(cfg, i, vary="both"):
     """The TrainConfig of member i: its own folder, seeds shifted by i. resume=True always: train()
@@ -87,259 +85,26 @@ def is_finished(mcfg):
     return True
 
 
-def train_members(cfg, K, vary="both", rank=0, world=1, local_rank=0):
-    """Train this rank's members (i % world == rank) one after another; skip finished ones."""
+def train_members(cfg, K, vary="both", rank=0, world=1, local_rank=0, batched=False, quiet=False):
+    """Train members 0..K-1 into cfg.out_dir/member_i, skipping finished ones; returns their folders.
+    This rank's members (i % world == rank) train one after another as ordinary train.py runs, or with
+    `batched` all of them together as one stacked model in this one process (batched.py)."""
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     cfgs = [member_config(cfg, i, vary) for i in range(K)]
     finished = [is_finished(c) for c in cfgs]   # every rank checks all: a bad rerun fails at once
     for i in range(rank, K, world):
         if finished[i]:
-            print(f"member_{i}: finished already, skipped ({cfgs[i].out_dir}/summary.json)", flush=True)
-            continue
+            say(f"member_{i}: finished already, skipped ({cfgs[i].out_dir}/summary.json)")
+    todo = [i for i in range(rank, K, world) if not finished[i]]
+    if batched:
+        train_members_batched({i: cfgs[i] for i in todo}, local_rank, quiet)
+        return [c.out_dir for c in cfgs]
+    for i in todo:
         t0 = time.time()
         # rank=0, world=1: each member is a plain single-process run on this rank's own device
         s = train.train(cfgs[i], rank=0, world=1, local_rank=local_rank, summary_extra={"member": i},
-                        quiet=rank != 0)
-        print(f"member_{i} (rank {rank}): val loss {s['val_loss']:.4f} in {time.time() - t0:.0f}s", flush=True)
-    return [c.out_dir for c in cfgs]
-
-
-# ----------------------------------------------------------------------------
-# Training: K members as one batched model (--batched)
-#
-# The same members as train_members (seed + i, data_seed + i, each its own data order, AdamW state and
-# gradient clipping), stepped together in one process: every parameter is stacked on a leading member
-# dimension (torch.func.stack_module_state) and one torch.func.vmap of GPT.forward over (parameters,
-# batch) runs the K forwards and backwards as batched kernels. AdamW is elementwise, so one AdamW over
-# the stacked tensors is K AdamWs with the same hyperparameters; clipping is per member. On a GPU the
-# small members of a sweep then share each kernel launch instead of queueing up one after another.
-# Members are written as ordinary train.py runs (ckpt.pt, log.jsonl, summary.json, config.json), so
-# evaluation, distill.py, fit.py and `train.py --resume` read them as before.
-
-class StackedGPT:
-    """K GPTs of one shape as one model: `params` maps each parameter name to a (K, ...) leaf tensor.
-    Offers what train.py asks of a model for its optimizer (optimizer_groups), so train.make_optimizer
-    builds the stacked AdamW with the same decay set."""
-
-    def __init__(self, models, use_compile=False):
-        # CPU attention has no vmap rule and runs member by member (the same kernel as train.py; CUDA's
-        # flash, efficient and cuDNN attention have one): no need to warn about it
-        warnings.filterwarnings("ignore", message=".*batching rule for aten::_scaled_dot_product")
-        self.K, self.cfg = len(models), models[0].cfg
-        self.params, _ = torch.func.stack_module_state(models)        # name -> (K, *shape), requires grad
-        self.buffers = dict(models[0].named_buffers())                # rotary tables: the same for every member
-        with torch.device("meta"):
-            self.base = GPT(self.cfg)                                 # the functional template, no storage
-        self.base.checkpoint_head = False     # torch.utils.checkpoint fails under vmap (its recompute runs outside it)
-        self.loss = train.compile_model(self._loss) if use_compile else self._loss
-
-    def _loss(self, x, y):
-        """x, y (K, B, T) -> (K,) each member's mean cross-entropy on its own batch (GPT.forward's)."""
-        def member(params, x, y):
-            return torch.func.functional_call(self.base, (params, self.buffers), (x, y))[1]
-        return torch.func.vmap(member)(self.params, x, y)
-
-    def optimizer_groups(self, weight_decay):
-        """GPT.optimizer_groups with each parameter replaced by its stack, in the same order."""
-        name = {id(p): n for n, p in self.base.named_parameters()}
-        return [{**g, "params": [self.params[name[id(p)]] for p in g["params"]]}
-                for g in self.base.optimizer_groups(weight_decay)]
-
-    @torch.no_grad()
-    def clip_grad_norm_(self, max_norm):
-        """torch.nn.utils.clip_grad_norm_ per member: member k's gradients are scaled by
-        min(1, max_norm / (norm_k + 1e-6)), norm_k the 2-norm of all its gradients. Returns (K,) norms."""
-        grads = [p.grad for p in self.params.values() if p.grad is not None]
-        norms = torch.stack([torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim()))) for g in grads])  # (P, K)
-        total = torch.linalg.vector_norm(norms, dim=0)                                                     # (K,)
-        coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(coef.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
-        return total
-
-    def member_state_dict(self, k):
-        """Member k's GPT state_dict (its own copy, the usual key names)."""
-        return {n: p[k].detach().clone() for n, p in self.params.items()}
-
-
-def member_optimizer_state(state, k):
-    """Member k's share of a stacked AdamW state_dict: the state_dict train.make_optimizer's AdamW of
-    that member alone would have (same parameter order, its slice of exp_avg and exp_avg_sq)."""
-    return {"state": {i: {n: v.clone() if n == "step" else v[k].clone() for n, v in s.items()}
-                      for i, s in state["state"].items()},
-            "param_groups": copy.deepcopy(state["param_groups"])}
-
-
-def stack_optimizer_states(states):
-    """The inverse of member_optimizer_state: K members' AdamW state_dicts as one stacked state_dict."""
-    first = states[0]
-    return {"state": {i: {n: v if n == "step" else torch.stack([s["state"][i][n] for s in states])
-                          for n, v in st.items()} for i, st in first["state"].items()},
-            "param_groups": first["param_groups"]}
-
-
-def batched_step(stacked, optimizer, batches, lr, grad_clip, accum, device, dtype):
-    """train.train_step for stacked members: one optimizer step over `accum` micro-batches of (K, micro, T)
-    each; returns the (K,) mean losses as a device tensor (no host sync). bench.py times this."""
-    for g in optimizer.param_groups:
-        g["lr"] = lr
-    total = torch.zeros(stacked.K, device=device)
-    for x, y in batches:
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            losses = stacked.loss(x, y)                            # (K,)
-        (losses.sum() / accum).backward()                          # members share no parameter: own gradients
-        total += losses.detach() / accum
-    stacked.clip_grad_norm_(grad_clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return total
-
-
-def train_members_batched(cfg, K, vary="both", local_rank=0, quiet=False):
-    """Train members 0..K-1 together as one batched model, in this process, into the folders
-    train_members writes. Finished members are skipped; the others resume from their checkpoints, which
-    must stand at one step (as a batched run leaves them). Each member's summary.json comes from
-    train.train itself, resuming the member's final checkpoint (so it is exactly a train.py summary); its
-    wall_s is its share of the batched run (the batched wall time / members trained together)."""
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
-    cfgs = [member_config(cfg, i, vary) for i in range(K)]
-    todo = []
-    for i, c in enumerate(cfgs):
-        if is_finished(c):
-            say(f"member_{i}: finished already, skipped ({c.out_dir}/summary.json)")
-        else:
-            todo.append(i)
-    if not todo:
-        return [c.out_dir for c in cfgs]
-    if cfg.mix_data:
-        raise ConfigError("--batched trains ensemble members on the dataset alone; --mix_data is for distill.py")
-    if cfg.attn != "sdpa":
-        raise ConfigError("--batched needs --attn sdpa (FlexAttention does not run under torch.func.vmap)")
-    t_start = time.time()
-    device, dtype, use_compile = train.resolve_device(cfg, local_rank)
-    ds, train_windows, val_windows, skip = train.load_data(cfg)
-    T, B, n_real = cfg.seq_len, cfg.batch_size, len(train_windows)
-    steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, _ = train.plan(cfg, n_real, B)
-
-    # each member built exactly as train.train builds it (same seed: same init), or loaded from its checkpoint
-    models, opt_states, starts, walls, histories = [], [], [], [], []
-    for i in todo:
-        models.append(train.build_model(cfgs[i], ds.meta, device))
-        path = os.path.join(cfgs[i].out_dir, "ckpt.pt")
-        if os.path.exists(path):
-            ckpt = train.load_checkpoint(path, device)
-            check_same_config(ckpt["config"], cfgs[i], what="holds a checkpoint trained")
-            models[-1].load_state_dict(ckpt["model"])
-            opt_states.append(ckpt["optimizer"])
-            starts.append(ckpt["step"])
-            walls.append(ckpt["wall_s"])
-            histories.append(json.loads(ckpt["history"]))
-            torch.set_rng_state(ckpt["rng_cpu"].cpu())
-        else:
-            opt_states.append(None)
-            starts.append(0)
-            walls.append(0.0)
-            histories.append([])
-    # members whose final checkpoint lacks only its summary need no training
-    group = [j for j, s in enumerate(starts) if s < steps]
-    if len({starts[j] for j in group}) > 1:
-        raise ConfigError("--batched resumes members from one step, but they stand at steps " +
-                          ", ".join(f"member_{todo[j]}: {starts[j]}" for j in group) +
-                          f" of {steps}; finish them without --batched (each resumes on its own)")
-    if group:
-        start, n = starts[group[0]], len(group)
-        members = [todo[j] for j in group]
-        scratch = models[group[0]]        # a plain GPT to evaluate and save one member at a time
-        stacked = StackedGPT([models[j] for j in group], use_compile)
-        optimizer = train.make_optimizer(stacked, cfg, device)
-        if start:
-            optimizer.load_state_dict(stack_optimizer_states([opt_states[j] for j in group]))
-        del models, opt_states
-        streams = [train.EpochStream(n_real, cfgs[i].data_seed) for i in members]
-        flops_tok, peak = scratch.flops_per_token(T), train.peak_flops(device, dtype)
-        for i in members:
-            os.makedirs(cfgs[i].out_dir, exist_ok=True)
-        say(f"batched: members {', '.join(map(str, members))} of {cfg.model} ({scratch.num_params():,} parameters "
-            f"each) as one model on {device}; steps {start}..{steps} of {B} x {T} tokens each")
-
-        def micro_batches(step):
-            """The accum micro-batches of step `step`: (K, micro, T) inputs and targets, each member's
-            rows from its own data order."""
-            idx = [s.micro_indices(step, B, 0, 1, accum) for s in streams]
-            for m in range(accum):
-                w = train.to_device(np.stack([train_windows.get(ix[m]) for ix in idx]), device)   # (K, micro, T+1)
-                yield w[..., :-1], w[..., 1:]
-
-        def load_member(j):
-            scratch.load_state_dict(stacked.member_state_dict(j))
-            return scratch
-
-        def run_eval(j, step, final):   # what train.train's run_eval records, for member j
-            model = load_member(j)
-            rec = {"step": step, "epoch": step * B / n_real,
-                   "val_loss": train.evaluate(model, val_windows, micro, device, dtype, skip)}
-            if final:
-                k = min(len(train_windows), len(val_windows))
-                rec["train_eval_loss"] = train.evaluate(model, train_windows.get(np.arange(k)), micro, device,
-                                                        dtype, skip)
-            rec["param_norm"] = train.param_norm(model)
-            return rec
-
-        def save(j, step, wall):
-            model = load_member(j)
-            opt = train.make_optimizer(model, cfg, device)
-            opt.load_state_dict(member_optimizer_state(optimizer.state_dict(), j))
-            train.save_checkpoint(os.path.join(cfgs[members[j]].out_dir, "ckpt.pt"), model, opt, step,
-                                  cfgs[members[j]], {"wall_s": wall, "history": json.dumps(histories[group[j]])})
-
-        loss_acc = torch.zeros(n, device=device)
-        n_acc, t_log, tok_log = 0, time.time(), 0
-        for step in range(start, steps):
-            lr = train.lr_at(step, steps, warmup_steps, cfg.lr)
-            loss_acc += batched_step(stacked, optimizer, micro_batches(step), lr, cfg.grad_clip, accum, device, dtype)
-            n_acc += 1
-            tok_log += B * T
-            done = step + 1
-            is_eval = done % eval_every == 0 or done == steps
-            is_ckpt = done % ckpt_every == 0 or done == steps
-            if not (done % log_every == 0 or is_eval or is_ckpt):
-                continue
-            train_loss = (loss_acc / n_acc).tolist()
-            bad = [members[j] for j, l in enumerate(train_loss) if not math.isfinite(l)]
-            if bad:
-                raise FloatingPointError(f"non-finite training loss at step {done} in member(s) {bad}; the last "
-                                         f"good checkpoints are kept; lower --lr or check the data")
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            dt = time.time() - t_log
-            tok_s = tok_log / dt                                  # each member's own tokens per second
-            share = (time.time() - t_start) / n                   # each member's share of the wall time
-            vals = []
-            for j, i in enumerate(members):
-                rec = {"step": done, "epoch": done * B / n_real, "train_loss": train_loss[j], "lr": lr,
-                       "tok_s": tok_s, "mfu": flops_tok * tok_s / peak if peak else None,
-                       "elapsed_s": walls[group[j]] + share, "batched": n}
-                if is_eval:
-                    rec.update(run_eval(j, done, final=done == steps))
-                    histories[group[j]].append({k: rec[k] for k in ("step", "epoch", "train_loss", "val_loss",
-                                                                    "param_norm")})
-                    vals.append(rec["val_loss"])
-                with open(os.path.join(cfgs[i].out_dir, "log.jsonl"), "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-                if is_ckpt:
-                    save(j, done, walls[group[j]] + share)
-            val = f" | val {min(vals):.4f}..{max(vals):.4f}" if vals else ""
-            say(f"step {done}/{steps} | train {min(train_loss):.4f}..{max(train_loss):.4f}{val} | lr {lr:.2e} | "
-                f"{n * tok_s:,.0f} member-tok/s ({n} x {tok_s:,.0f}) | eta {(steps - done) * dt / n_acc:.0f}s")
-            loss_acc.zero_()
-            n_acc, t_log, tok_log = 0, time.time(), 0
-        del stacked, optimizer, scratch
-
-    # summaries: train.train resumes each finished checkpoint and writes config.json and summary.json as
-    # for any run (compile off: the one evaluation would not repay compiling a model per member)
-    for i in todo:
-        s = train.train(dataclasses.replace(cfgs[i], compile="false"), local_rank=local_rank, quiet=True,
-                        summary_extra={"member": i, "batched": len(todo)})
-        say(f"member_{i} (batched): val loss {s['val_loss']:.4f}")
+                        quiet=quiet or rank != 0)
+        say(f"member_{i} (rank {rank}): val loss {s['val_loss']:.4f} in {time.time() - t0:.0f}s")
     return [c.out_dir for c in cfgs]
 
 
@@ -422,26 +187,6 @@ def subset_curve(subset_losses, K):
     return [float(np.mean([l for S, l in subset_losses.items() if len(S) == k])) for k in range(1, K + 1)]
 
 
-def natural_key(path):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path)]
-
-
-def find_members(paths, flag="--members"):
-    """Run folders from folders, globs, or an ensemble folder (its member_* runs), ordered by name."""
-    found = []
-    for p in paths:
-        hits = glob.glob(p) if glob.has_magic(p) else [p]
-        if not hits:
-            raise ConfigError(f"{flag} {p} matches nothing")
-        for h in hits:
-            if not os.path.isdir(h):
-                raise ConfigError(f"{flag} {h}: no such run folder")
-            inner = [d for d in glob.glob(os.path.join(h, "member_*")) if os.path.isdir(d)]
-            is_run = os.path.exists(os.path.join(h, "summary.json")) or os.path.exists(os.path.join(h, "ckpt.pt"))
-            found += inner if inner and not is_run else [h]
-    return sorted({os.path.normpath(f) for f in found}, key=natural_key)
-
-
 def run_micro_batch(path, config):
     """The micro-batch a run trained with (what --micro_batch auto chose is in its config.json): a batch
     size its device is known to hold."""
@@ -488,18 +233,24 @@ def load_members(paths, device):
     return models, summaries, sets[0]
 
 
+def default_out(paths):
+    """ensemble.json in the members' common folder, unless it holds the evaluation of a different set
+    of members: that is never replaced."""
+    out = os.path.join(os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]), "ensemble.json")
+    if os.path.exists(out):
+        with open(out) as f:
+            old = [os.path.normpath(os.path.join(os.path.dirname(out), m)) for m in json.load(f).get("members", [])]
+        if old != [os.path.normpath(os.path.abspath(p)) for p in paths]:
+            raise ConfigError(f"{out} holds the evaluation of other members ({len(old)}); "
+                              f"pass --out FILE to write this one elsewhere")
+    return out
+
+
 def evaluate_ensemble(paths, device_flag="auto", dtype_flag="auto", combine="logits", batch=0, out=None,
                       local_rank=0, quiet=False):
-    """Score the ensembles of the first k of `paths` (k = 1..K); write and return ensemble.json."""
-    if out is None:   # the default place: never replace the evaluation of a different set of members
-        out = os.path.join(os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]),
-                           "ensemble.json")
-        if os.path.exists(out):
-            with open(out) as f:
-                old = [os.path.normpath(os.path.join(os.path.dirname(out), m)) for m in json.load(f).get("members", [])]
-            if old != [os.path.normpath(os.path.abspath(p)) for p in paths]:
-                raise ConfigError(f"{out} holds the evaluation of other members ({len(old)}); "
-                                  f"pass --out FILE to write this one elsewhere")
+    """Score the ensembles of the first k of `paths` (k = 1..K); write and return ensemble.json (at
+    `out`, default: next to the members)."""
+    out = default_out(paths) if out is None else out
     device, dtype, _ = train.resolve_device(TrainConfig(device=device_flag, dtype=dtype_flag), local_rank)
     models, summaries, vs = load_members(paths, device)
     K = len(models)
@@ -594,7 +345,6 @@ def main(argv=None):
     if "--sample" in argv:
         # sample.py already samples from an ensemble's averaged logits (KV cache, --combine probs too);
         # here we only expand --members and hand the remaining flags over to it
-        import sample
         sp = argparse.ArgumentParser(add_help=False)
         sp.add_argument("--sample", action="store_true")
         sp.add_argument("--members", nargs="+", required=True)
@@ -623,7 +373,8 @@ def main(argv=None):
                 if args.k > len(members):
                     raise ConfigError(f"--k {args.k} but only {len(members)} members found")
                 members = members[:args.k]
-            evaluate_ensemble(members, cfg.device, cfg.dtype, args.combine, args.eval_batch, args.out)
+            evaluate_ensemble(members, cfg.device, cfg.dtype, combine=args.combine, batch=args.eval_batch,
+                              out=args.out)
             return
         if args.k < 1:
             raise ConfigError("--k (the number of members) must be >= 1 to train; use --eval to only evaluate")
@@ -636,15 +387,12 @@ def main(argv=None):
         waiter = dist.new_group(backend="gloo", timeout=datetime.timedelta(days=30)) if world > 1 else None
         if args.batched and world > 1:
             raise ConfigError("--batched trains all members in one process; run it without torchrun")
-        if args.batched:
-            members = train_members_batched(cfg, args.k, args.vary, local_rank)
-        else:
-            members = train_members(cfg, args.k, args.vary, rank, world, local_rank)
+        members = train_members(cfg, args.k, args.vary, rank, world, local_rank, batched=args.batched)
         if world > 1:
             dist.barrier(group=waiter)
         if rank == 0:
-            evaluate_ensemble(members, cfg.device, cfg.dtype, args.combine, args.eval_batch,
-                              args.out or os.path.join(cfg.out_dir, "ensemble.json"), local_rank)
+            evaluate_ensemble(members, cfg.device, cfg.dtype, combine=args.combine, batch=args.eval_batch,
+                              out=args.out or os.path.join(cfg.out_dir, "ensemble.json"), local_rank=local_rank)
     train.run_cli(body)
 
 

@@ -52,7 +52,7 @@ import torch
 
 import data
 import train
-from ensemble import find_members, natural_key
+from members import find_members, natural_key
 from model import ensemble_log_probs
 from train import ConfigError, TrainConfig
 

@@ -303,7 +303,7 @@ def init_model(cfg, meta, device):
 
 def main(argv=None):
     import train
-    from ensemble import find_members
+    from members import find_members
     p = train.OneLineParser(description=__doc__.strip().split("\n\n")[0])
     p.add_argument("run", help="a run folder, a ckpt.pt, or an ensemble folder (each member_* is exported)")
     p.add_argument("--out", required=True, help="the HF folder to write (an ensemble: one subfolder per member)")

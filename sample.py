@@ -9,6 +9,7 @@ import sys
 import torch
 
 import data
+from members import find_members
 from model import generate
 from train import ConfigError, OneLineParser, load_model
 
@@ -29,9 +30,10 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     try:
-        from ensemble import find_members
-        runs = [r for r in args.runs if r.endswith(".pt")] + find_members([r for r in args.runs if not r.endswith(".pt")], flag="run") \
-            if any(not r.endswith(".pt") for r in args.runs) else args.runs
+        runs = [r for r in args.runs if r.endswith(".pt")]
+        folders = [r for r in args.runs if not r.endswith(".pt")]
+        if folders:    # a folder: a run, or an ensemble's member_* runs
+            runs += find_members(folders, flag="run")
         if torch.device(args.device).type == "cuda":
             torch.set_float32_matmul_precision("high")   # TF32 for this fp32 path, as train.resolve_device sets
         models, metas = [], []

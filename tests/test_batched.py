@@ -1,6 +1,7 @@
-"""Ensembles trained as one batched model (ensemble.py --batched): K=2 batched members equal two separate
-train.py runs, gradient clipping per member included; their folders are ordinary runs (evaluate_ensemble,
-load_model, a rerun skips them); an interrupted batched run resumes, batched or member by member."""
+"""Ensembles trained as one stacked model (ensemble.py --batched, batched.py): K=2 batched members equal
+two separate train.py runs, gradient clipping per member included; their folders are ordinary runs
+(evaluate_ensemble, load_model, a rerun skips them); an interrupted batched run resumes, batched or
+member by member."""
 import dataclasses
 import json
 import os
@@ -8,8 +9,10 @@ import os
 import pytest
 import torch
 
+import batched
 import ensemble
 import train
+from members import find_members
 from train import TrainConfig
 
 # 160 sequences of 32 tokens, 8 per step in 2 micro-batches of 4: 20 steps, evaluated (and saved) at 10 and 20
@@ -73,15 +76,15 @@ def assert_same_members(batched_dir, separate_dir, K=2, atol=1e-5, finished_plai
 @pytest.mark.parametrize("clip", CLIPS)
 def test_batched_members_equal_separate_runs(tiny_data, separate, tmp_path, monkeypatch, clip):
     norms = []
-    clip_grad_norm_ = ensemble.StackedGPT.clip_grad_norm_
+    clip_grad_norm_ = batched.StackedGPT.clip_grad_norm_
 
     def spy(self, max_norm):
         n = clip_grad_norm_(self, max_norm)
         norms.append(n.tolist())
         return n
-    monkeypatch.setattr(ensemble.StackedGPT, "clip_grad_norm_", spy)
+    monkeypatch.setattr(batched.StackedGPT, "clip_grad_norm_", spy)
     cfg = config(tiny_data, tmp_path / "ens", grad_clip=clip)
-    ensemble.train_members_batched(cfg, 2, quiet=True)
+    ensemble.train_members(cfg, 2, batched=True, quiet=True)
     assert len(norms) == 20
     clipped = [[n > clip for n in step] for step in norms]
     if clip == 0.5:   # clipped by different factors: one global norm would scale both alike
@@ -100,7 +103,7 @@ def test_clip_grad_norm_is_torchs_per_member():
     from model import GPT, GPTConfig
     models = [GPT(GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, n_kv_head=2, n_embd=8, ffn=16))
               for _ in range(3)]
-    stacked = ensemble.StackedGPT(models)
+    stacked = batched.StackedGPT(models)
     for m, scale in zip(models, (10.0, 0.01, 0.4)):      # member 0 is clipped, 1 and 2 are not
         for p in m.parameters():
             p.grad = torch.randn_like(p) * scale
@@ -128,7 +131,7 @@ def test_batched_folders_are_ordinary_runs(tiny_data, tmp_path, capsys):
         # k = 1 of the ensemble is the member's own val loss, scored by train.evaluate as in every run
         assert ens["member_losses"][i] == pytest.approx(s["val_loss"], abs=1e-6)
         assert ckpt["step"] == s["steps"] == 20 and s["batched"] == 2 and s["member"] == i
-    assert ensemble.find_members([out]) == [os.path.join(out, "member_0"), os.path.join(out, "member_1")]
+    assert find_members([out]) == [os.path.join(out, "member_0"), os.path.join(out, "member_1")]
     # a rerun finds both finished and trains nothing; --k 3 would add member_2 alone
     mtime = os.path.getmtime(os.path.join(out, "member_0", "ckpt.pt"))
     capsys.readouterr()
@@ -142,17 +145,27 @@ def test_batched_folders_are_ordinary_runs(tiny_data, tmp_path, capsys):
     assert e.value.code == 2 and "--mix_data" in capsys.readouterr().err
 
 
+def test_bfloat16_members_finish_with_their_summaries(tiny_data, tmp_path):
+    """A member's checkpoint records its dtype, as train.py's do: train.train, resuming the final checkpoint
+    for the summary, refuses one whose dtype is not the run's (bf16 is every CUDA run's default)."""
+    cfg = config(tiny_data, tmp_path / "bf16", dtype="bfloat16", train_tokens=2561, evals=1)   # 10 steps
+    ensemble.train_members(cfg, 2, batched=True, quiet=True)
+    for i in range(2):
+        ckpt, s = load(os.path.join(cfg.out_dir, f"member_{i}"))
+        assert ckpt["dtype"] == s["dtype"] == "bfloat16" and ckpt["step"] == s["steps"] == 10 and s["batched"] == 2
+
+
 def interrupt_at(monkeypatch, n_steps):
     """Make the batched loop die after n_steps optimizer steps (as a killed job would)."""
     calls = {"n": 0}
-    step = ensemble.batched_step
+    step = train.train_step
 
     def dying(*a, **kw):
         if calls["n"] == n_steps:
             raise KeyboardInterrupt
         calls["n"] += 1
         return step(*a, **kw)
-    monkeypatch.setattr(ensemble, "batched_step", dying)
+    monkeypatch.setattr(train, "train_step", dying)
 
 
 def test_interrupted_batched_run_resumes(tiny_data, separate, tmp_path, monkeypatch):
@@ -163,20 +176,20 @@ def test_interrupted_batched_run_resumes(tiny_data, separate, tmp_path, monkeypa
         with monkeypatch.context() as m:
             interrupt_at(m, 15)                   # checkpoints at step 10, killed at 15
             with pytest.raises(KeyboardInterrupt):
-                ensemble.train_members_batched(runs[name], 2, quiet=True)
+                ensemble.train_members(runs[name], 2, batched=True, quiet=True)
         for i in range(2):
             member = os.path.join(runs[name].out_dir, f"member_{i}")
             assert torch.load(os.path.join(member, "ckpt.pt"), weights_only=True)["step"] == 10
             assert not os.path.exists(os.path.join(member, "summary.json"))
     # both members continue from step 10 as one batched model (the optimizer states stacked again)
-    ensemble.train_members_batched(runs["batched"], 2, quiet=True)
+    ensemble.train_members(runs["batched"], 2, batched=True, quiet=True)
     assert_same_members(runs["batched"].out_dir, separate(clip))
     # a member's checkpoint is an ordinary one: train.py --resume finishes member 0 on its own, then
     # --batched skips it and finishes member 1 alone
     train.train(ensemble.member_config(runs["one_by_one"], 0), quiet=True)
-    ensemble.train_members_batched(runs["one_by_one"], 2, quiet=True)
+    ensemble.train_members(runs["one_by_one"], 2, batched=True, quiet=True)
     assert_same_members(runs["one_by_one"].out_dir, separate(clip), finished_plainly=(0,))
     # members at different steps cannot step together
     os.remove(os.path.join(runs["refused"].out_dir, "member_1", "ckpt.pt"))
     with pytest.raises(train.ConfigError, match="stand at steps"):
-        ensemble.train_members_batched(runs["refused"], 2, quiet=True)
+        ensemble.train_members(runs["refused"], 2, batched=True, quiet=True)
