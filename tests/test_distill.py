@@ -220,3 +220,14 @@ def test_teacher_over_other_tokens_is_refused(tiny_data, tmp_path, capsys, other
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1 and says in err
     assert not os.path.exists(tmp_path / "s")
+
+
+@pytest.mark.parametrize("flags, says", [(["--mode", "sequence"], "--mode"), (["--combine", "max"], "--combine"),
+                                          (["--teacher_sampling", "each"], "--teacher_sampling")])
+def test_a_bad_choice_is_one_line_and_trains_nothing(tiny_data, tmp_path, capsys, flags, says):
+    teacher = save_teacher(tmp_path / "t", random_teacher(0, 16), tiny_data, 16)
+    with pytest.raises(SystemExit) as e:
+        distill.main(["--teacher", teacher, "--out_dir", str(tmp_path / "s"), *flags])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1 and says in err
+    assert not os.path.exists(tmp_path / "s")

@@ -166,6 +166,22 @@ def test_bad_flags_give_one_line_errors(tmp_path, flags, words):
     assert not (tmp_path / "x" / "ckpt.pt").exists()
 
 
+def test_mix_data_needs_distills_batch_source(tiny_data, tmp_path):
+    # the teacher mix lives in distill.py (MixedBatches); train.py alone refuses it in one line
+    r = run_train(*small_flags(tiny_data, tmp_path / "x"), f"--mix_data={tiny_data}", "--mix_weight=0.5")
+    assert_one_line_error(r, "--mix_data", "distill.py")
+    assert not (tmp_path / "x").exists()
+
+
+def test_help_shows_each_flags_meaning_default_and_range():
+    out = subprocess.run([sys.executable, "train.py", "-h"], capture_output=True, text=True, cwd=REPO).stdout
+    flat = " ".join(out.split())
+    assert "--lr LR peak learning rate (warmup, then cosine to 0) (range > 0) (default: 0.003)" in flat
+    assert "--beta2 BETA2 AdamW beta2 (range [0, 1)) (default: 0.95)" in flat
+    for f in train.dataclasses.fields(TrainConfig):        # every field is a flag with its own help line
+        assert f"--{f.name}" in out and f.metadata["help"].split()[0] in flat
+
+
 def test_data_budget_larger_than_the_data_is_refused(tiny_data, tmp_path):
     assert_one_line_error(run_train(*small_flags(tiny_data, tmp_path / "x", train_tokens=10**8)),
                           "--train_tokens")
