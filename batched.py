@@ -123,7 +123,7 @@ class Member:
     history: list = dataclasses.field(default_factory=list)
 
 
-def load_member(i, cfg, meta, device):
+def load_member(i, cfg, meta, device, dtype_name):
     """Member i as train.train would start it: built from its seed, then restored from its checkpoint if
     it has one (the optimizer state is kept aside, to be stacked with the other members')."""
     m = Member(i, cfg, train.build_model(cfg, meta, device))
@@ -131,6 +131,9 @@ def load_member(i, cfg, meta, device):
     if os.path.exists(path):
         ckpt = train.load_checkpoint(path, device)
         check_same_config(ckpt["config"], cfg, what="holds a checkpoint trained")
+        if ckpt.get("dtype", "float32") != dtype_name:   # never mix fp32 and bf16 steps in one member
+            raise ConfigError(f"{cfg.out_dir} was trained in {ckpt.get('dtype', 'float32')}, this run resolves "
+                              f"--dtype {cfg.dtype} to {dtype_name}; rerun with --dtype {ckpt.get('dtype', 'float32')}")
         m.step, m.wall_s, m.history = train.restore_checkpoint(ckpt, m.model)
         m.optimizer_state = ckpt["optimizer"]
     return m
@@ -156,10 +159,11 @@ def train_members_batched(members, local_rank=0, quiet=False):
     ds, train_windows, val_windows, skip = train.load_data(cfg)
     T, B, n_real = cfg.seq_len, cfg.batch_size, len(train_windows)
     steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, _ = train.plan(cfg, n_real, B)
-    dtype_name = str(dtype).replace("torch.", "")
+    dtype_name = train.dtype_name(dtype)
 
     # members whose final checkpoint lacks only its summary need no training
-    group = [m for m in (load_member(i, c, ds.meta, device) for i, c in members.items()) if m.step < steps]
+    group = [m for m in (load_member(i, c, ds.meta, device, dtype_name) for i, c in members.items())
+             if m.step < steps]
     if len({m.step for m in group}) > 1:
         raise ConfigError("--batched resumes members from one step, but they stand at steps " +
                           ", ".join(f"member_{m.i}: {m.step}" for m in group) +
@@ -202,28 +206,21 @@ def train_members_batched(members, local_rank=0, quiet=False):
                                   {"wall_s": wall, "history": json.dumps(m.history), "dtype": dtype_name})
 
         # ---- the loop: train.train's, with every member's log line, evaluation and checkpoint ----
-        loss_acc = torch.zeros(n, device=device)
-        n_acc, t_log, tok_log = 0, time.time(), 0
+        meter = train.LossMeter(device, members=n)
         for step in range(start, steps):
             lr = train.lr_at(step, steps, warmup_steps, cfg.lr)
-            loss_acc += train.train_step(stacked, stacked, optimizer, micro_batches(step), lr, cfg.grad_clip,
-                                         accum, device, dtype, member_losses)
-            n_acc += 1
-            tok_log += B * T
+            meter.add(train.train_step(stacked, stacked, optimizer, micro_batches(step), lr, cfg.grad_clip,
+                                       accum, device, dtype, member_losses), B * T)
             done = step + 1
             is_eval = done % eval_every == 0 or done == steps
             is_ckpt = done % ckpt_every == 0 or done == steps
             if not (done % log_every == 0 or is_eval or is_ckpt):
                 continue
-            train_loss = (loss_acc / n_acc).tolist()
+            train_loss, tok_s, step_s = meter.read(world=1)      # tok_s: each member's own tokens per second
             bad = [m.i for m, l in zip(group, train_loss) if not math.isfinite(l)]
             if bad:
                 raise FloatingPointError(f"non-finite training loss at step {done} in member(s) {bad}; the last "
                                          f"good checkpoints are kept; lower --lr or check the data")
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            dt = time.time() - t_log
-            tok_s = tok_log / dt                                  # each member's own tokens per second
             share = (time.time() - t_start) / n                   # each member's share of the wall time
             state = optimizer.state_dict() if is_ckpt else None
             vals = []
@@ -243,9 +240,8 @@ def train_members_batched(members, local_rank=0, quiet=False):
                     save(j, m, done, m.wall_s + share, state)
             val = f" | val {min(vals):.4f}..{max(vals):.4f}" if vals else ""
             say(f"step {done}/{steps} | train {min(train_loss):.4f}..{max(train_loss):.4f}{val} | lr {lr:.2e} | "
-                f"{n * tok_s:,.0f} member-tok/s ({n} x {tok_s:,.0f}) | eta {(steps - done) * dt / n_acc:.0f}s")
-            loss_acc.zero_()
-            n_acc, t_log, tok_log = 0, time.time(), 0
+                f"{n * tok_s:,.0f} member-tok/s ({n} x {tok_s:,.0f}) | eta {(steps - done) * step_s:.0f}s")
+            meter.reset()
         del stacked, optimizer, scratch
 
     # summaries: train.train resumes each finished checkpoint and writes config.json and summary.json as

@@ -1073,10 +1073,11 @@ def wrap_model(raw_model, use_compile, world, device):
 
 class LossMeter:
     """The training loss summed on the device between log lines and read only there (no host sync per
-    step), with the tokens and seconds since the last reset."""
+    step), with the tokens and seconds since the last reset. members=K: batched.py's (K,) losses."""
 
-    def __init__(self, device):
-        self.device, self.total = device, torch.zeros((), device=device)
+    def __init__(self, device, members=None):
+        self.device = device
+        self.total = torch.zeros(() if members is None else members, device=device)
         self.reset()
 
     def reset(self):
@@ -1088,11 +1089,12 @@ class LossMeter:
         self.n, self.tokens = self.n + 1, self.tokens + tokens
 
     def read(self, world):
-        """(mean train loss over the steps and ranks, tokens/s, seconds per step) since the reset."""
+        """(mean train loss over the steps and ranks, tokens/s, seconds per step) since the reset; the
+        loss is a list of K for stacked members."""
         if world > 1:
             dist.all_reduce(self.total)
             self.total /= world
-        loss = self.total.item() / self.n
+        loss = self.total.item() / self.n if self.total.dim() == 0 else (self.total / self.n).tolist()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         dt = time.time() - self.t0

@@ -193,3 +193,10 @@ def test_interrupted_batched_run_resumes(tiny_data, separate, tmp_path, monkeypa
     os.remove(os.path.join(runs["refused"].out_dir, "member_1", "ckpt.pt"))
     with pytest.raises(train.ConfigError, match="stand at steps"):
         ensemble.train_members(runs["refused"], 2, batched=True, quiet=True)
+    # nor continue in another dtype (--dtype auto on a machine that resolves it to bf16): refused
+    # before a bf16 step is taken on fp32 checkpoints
+    monkeypatch.setattr(train, "resolve_device", lambda cfg, local_rank=0, run_flops=None:
+                        (torch.device("cpu"), torch.bfloat16, False))
+    with pytest.raises(train.ConfigError, match="trained in float32"):
+        ensemble.train_members(runs["refused"], 2, batched=True, quiet=True)
+    assert torch.load(os.path.join(runs["refused"].out_dir, "member_0", "ckpt.pt"), weights_only=True)["step"] == 10
