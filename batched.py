@@ -21,6 +21,7 @@ launch instead of queueing up one after another (bench.py measures member-tokens
 CPU it is slower than training them one by one. It needs --attn sdpa (FlexAttention does not run
 under vmap) and trains on the dataset alone (no --mix_data).
 """
+import contextlib
 import copy
 import dataclasses
 import json
@@ -161,88 +162,93 @@ def train_members_batched(members, local_rank=0, quiet=False):
     steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, _ = train.plan(cfg, n_real, B)
     dtype_name = train.dtype_name(dtype)
 
-    # members whose final checkpoint lacks only its summary need no training
-    group = [m for m in (load_member(i, c, ds.meta, device, dtype_name) for i, c in members.items())
-             if m.step < steps]
-    if len({m.step for m in group}) > 1:
-        raise ConfigError("--batched resumes members from one step, but they stand at steps " +
-                          ", ".join(f"member_{m.i}: {m.step}" for m in group) +
-                          f" of {steps}; finish them without --batched (each resumes on its own)")
-    if group:
-        start, n = group[0].step, len(group)
-        scratch = group[0].model        # a plain GPT to evaluate and save one member at a time
-        stacked = StackedGPT([m.model for m in group], use_compile)
-        optimizer = train.make_optimizer(stacked, cfg, device)
-        if start:
-            optimizer.load_state_dict(stack_optimizer_states([m.optimizer_state for m in group]))
-        for m in group:                 # the stack holds their weights and AdamW state now
-            m.model = m.optimizer_state = None
-        streams = [train.EpochStream(n_real, m.cfg.data_seed) for m in group]
-        flops_tok, peak = scratch.flops_per_token(T), train.peak_flops(device, dtype)
-        for m in group:
-            os.makedirs(m.cfg.out_dir, exist_ok=True)
-        say(f"batched: members {', '.join(str(m.i) for m in group)} of {cfg.model} ({scratch.num_params():,} "
-            f"parameters each) as one model on {device}; steps {start}..{steps} of {B} x {T} tokens each")
+    # every member's folder is locked while the stack trains into it (train.lock_run_dir), as a lone
+    # train.py run locks its own: two processes never train one member
+    with contextlib.ExitStack() as held:
+        for c in members.values():
+            held.callback(train.lock_run_dir(c.out_dir))
+        # members whose final checkpoint lacks only its summary need no training
+        group = [m for m in (load_member(i, c, ds.meta, device, dtype_name) for i, c in members.items())
+                 if m.step < steps]
+        if len({m.step for m in group}) > 1:
+            raise ConfigError("--batched resumes members from one step, but they stand at steps " +
+                              ", ".join(f"member_{m.i}: {m.step}" for m in group) +
+                              f" of {steps}; finish them without --batched (each resumes on its own)")
+        if group:
+            start, n = group[0].step, len(group)
+            scratch = group[0].model        # a plain GPT to evaluate and save one member at a time
+            stacked = StackedGPT([m.model for m in group], use_compile)
+            optimizer = train.make_optimizer(stacked, cfg, device)
+            if start:
+                optimizer.load_state_dict(stack_optimizer_states([m.optimizer_state for m in group]))
+            for m in group:                 # the stack holds their weights and AdamW state now
+                m.model = m.optimizer_state = None
+            streams = [train.EpochStream(n_real, m.cfg.data_seed) for m in group]
+            flops_tok, peak = scratch.flops_per_token(T), train.peak_flops(device, dtype)
+            for m in group:
+                os.makedirs(m.cfg.out_dir, exist_ok=True)
+            say(f"batched: members {', '.join(str(m.i) for m in group)} of {cfg.model} ({scratch.num_params():,} "
+                f"parameters each) as one model on {device}; steps {start}..{steps} of {B} x {T} tokens each")
 
-        def micro_batches(step):
-            """The accum micro-batches of step `step`: (K, micro, T) inputs and targets, each member's
-            rows from its own data order."""
-            idx = [s.micro_indices(step, B, 0, 1, accum) for s in streams]
-            for a in range(accum):
-                w = train.to_device(np.stack([train_windows.get(ix[a]) for ix in idx]), device)   # (K, micro, T+1)
-                yield w[..., :-1], w[..., 1:]
+            def micro_batches(step):
+                """The accum micro-batches of step `step`: (K, micro, T) inputs and targets, each member's
+                rows from its own data order."""
+                idx = [s.micro_indices(step, B, 0, 1, accum) for s in streams]
+                for a in range(accum):
+                    w = train.to_device(np.stack([train_windows.get(ix[a]) for ix in idx]), device)   # (K, micro, T+1)
+                    yield w[..., :-1], w[..., 1:]
 
-        def unstack(j):
-            """Member j of the stack as the plain GPT `scratch`."""
-            scratch.load_state_dict(stacked.member_state_dict(j))
-            return scratch
+            def unstack(j):
+                """Member j of the stack as the plain GPT `scratch`."""
+                scratch.load_state_dict(stacked.member_state_dict(j))
+                return scratch
 
-        def save(j, m, step, wall, state):
-            """Member j's checkpoint, as train.train writes it (its own AdamW state from the stacked one)."""
-            model = unstack(j)
-            opt = train.make_optimizer(model, cfg, device)
-            opt.load_state_dict(member_optimizer_state(state, j))
-            train.save_checkpoint(os.path.join(m.cfg.out_dir, "ckpt.pt"), model, opt, step, m.cfg,
-                                  {"wall_s": wall, "history": json.dumps(m.history), "dtype": dtype_name})
+            def save(j, m, step, wall, state):
+                """Member j's checkpoint, as train.train writes it (its own AdamW state from the stacked one)."""
+                model = unstack(j)
+                opt = train.make_optimizer(model, cfg, device)
+                opt.load_state_dict(member_optimizer_state(state, j))
+                train.save_checkpoint(os.path.join(m.cfg.out_dir, "ckpt.pt"), model, opt, step, m.cfg,
+                                      {"wall_s": wall, "history": json.dumps(m.history), "dtype": dtype_name})
 
-        # ---- the loop: train.train's, with every member's log line, evaluation and checkpoint ----
-        meter = train.LossMeter(device, members=n)
-        for step in range(start, steps):
-            lr = train.lr_at(step, steps, warmup_steps, cfg.lr)
-            meter.add(train.train_step(stacked, stacked, optimizer, micro_batches(step), lr, cfg.grad_clip,
-                                       accum, device, dtype, member_losses), B * T)
-            done = step + 1
-            is_eval = done % eval_every == 0 or done == steps
-            is_ckpt = done % ckpt_every == 0 or done == steps
-            if not (done % log_every == 0 or is_eval or is_ckpt):
-                continue
-            train_loss, tok_s, step_s = meter.read(world=1)      # tok_s: each member's own tokens per second
-            bad = [m.i for m, l in zip(group, train_loss) if not math.isfinite(l)]
-            if bad:
-                raise FloatingPointError(f"non-finite training loss at step {done} in member(s) {bad}; the last "
-                                         f"good checkpoints are kept; lower --lr or check the data")
-            share = (time.time() - t_start) / n                   # each member's share of the wall time
-            state = optimizer.state_dict() if is_ckpt else None
-            vals = []
-            for j, m in enumerate(group):
-                rec = {"step": done, "epoch": done * B / n_real, "train_loss": train_loss[j], "lr": lr,
-                       "tok_s": tok_s, "mfu": flops_tok * tok_s / peak if peak else None,
-                       "elapsed_s": m.wall_s + share, "batched": n}
-                if is_eval:
-                    model = unstack(j)
-                    rec.update(train.eval_record(model, model, val_windows, train_windows, micro, device, dtype,
-                                                 skip, final=done == steps))
-                    m.history.append({k: rec[k] for k in ("step", "epoch", "train_loss", "val_loss", "param_norm")})
-                    vals.append(rec["val_loss"])
-                with open(os.path.join(m.cfg.out_dir, "log.jsonl"), "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-                if is_ckpt:
-                    save(j, m, done, m.wall_s + share, state)
-            val = f" | val {min(vals):.4f}..{max(vals):.4f}" if vals else ""
-            say(f"step {done}/{steps} | train {min(train_loss):.4f}..{max(train_loss):.4f}{val} | lr {lr:.2e} | "
-                f"{n * tok_s:,.0f} member-tok/s ({n} x {tok_s:,.0f}) | eta {(steps - done) * step_s:.0f}s")
-            meter.reset()
-        del stacked, optimizer, scratch
+            # ---- the loop: train.train's, with every member's log line, evaluation and checkpoint ----
+            meter = train.LossMeter(device, members=n)
+            for step in range(start, steps):
+                lr = train.lr_at(step, steps, warmup_steps, cfg.lr)
+                meter.add(train.train_step(stacked, stacked, optimizer, micro_batches(step), lr, cfg.grad_clip,
+                                           accum, device, dtype, member_losses), B * T)
+                done = step + 1
+                is_eval = done % eval_every == 0 or done == steps
+                is_ckpt = done % ckpt_every == 0 or done == steps
+                if not (done % log_every == 0 or is_eval or is_ckpt):
+                    continue
+                train_loss, tok_s, step_s = meter.read(world=1)      # tok_s: each member's own tokens per second
+                bad = [m.i for m, l in zip(group, train_loss) if not math.isfinite(l)]
+                if bad:
+                    raise FloatingPointError(f"non-finite training loss at step {done} in member(s) {bad}; the last "
+                                             f"good checkpoints are kept; lower --lr or check the data")
+                share = (time.time() - t_start) / n                   # each member's share of the wall time
+                state = optimizer.state_dict() if is_ckpt else None
+                vals = []
+                for j, m in enumerate(group):
+                    rec = {"step": done, "epoch": done * B / n_real, "train_loss": train_loss[j], "lr": lr,
+                           "tok_s": tok_s, "mfu": flops_tok * tok_s / peak if peak else None,
+                           "elapsed_s": m.wall_s + share, "batched": n}
+                    if is_eval:
+                        model = unstack(j)
+                        rec.update(train.eval_record(model, model, val_windows, train_windows, micro, device, dtype,
+                                                     skip, final=done == steps))
+                        m.history.append({k: rec[k] for k in ("step", "epoch", "train_loss", "val_loss", "param_norm")})
+                        vals.append(rec["val_loss"])
+                    with open(os.path.join(m.cfg.out_dir, "log.jsonl"), "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+                    if is_ckpt:
+                        save(j, m, done, m.wall_s + share, state)
+                val = f" | val {min(vals):.4f}..{max(vals):.4f}" if vals else ""
+                say(f"step {done}/{steps} | train {min(train_loss):.4f}..{max(train_loss):.4f}{val} | lr {lr:.2e} | "
+                    f"{n * tok_s:,.0f} member-tok/s ({n} x {tok_s:,.0f}) | eta {(steps - done) * step_s:.0f}s")
+                meter.reset()
+            del stacked, optimizer, scratch
 
     # summaries: train.train resumes each finished checkpoint and writes config.json and summary.json as
     # for any run (compile off: the one evaluation would not repay compiling a model per member)

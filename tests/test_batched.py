@@ -5,6 +5,7 @@ member by member."""
 import dataclasses
 import json
 import os
+import platform
 
 import pytest
 import torch
@@ -153,6 +154,17 @@ def test_bfloat16_members_finish_with_their_summaries(tiny_data, tmp_path):
     for i in range(2):
         ckpt, s = load(os.path.join(cfg.out_dir, f"member_{i}"))
         assert ckpt["dtype"] == s["dtype"] == "bfloat16" and ckpt["step"] == s["steps"] == 10 and s["batched"] == 2
+
+
+def test_a_member_another_process_holds_is_refused_and_nothing_trains(tiny_data, tmp_path):
+    cfg = config(tiny_data, tmp_path / "ens")
+    held = tmp_path / "ens" / "member_1"
+    held.mkdir(parents=True)
+    (held / "lock").write_text(json.dumps({"pid": os.getpid(), "host": platform.node()}))   # a live holder
+    with pytest.raises(train.RunLocked, match="member_1 is in use"):
+        ensemble.train_members(cfg, 2, batched=True, quiet=True)
+    assert not (tmp_path / "ens" / "member_0" / "ckpt.pt").exists() and (held / "lock").exists()
+    assert not (tmp_path / "ens" / "member_0" / "lock").exists()          # its own locks were released
 
 
 def interrupt_at(monkeypatch, n_steps):
