@@ -62,7 +62,6 @@ class Size:
     D_main: int = 262_144           # exercises 3-5: the mini's D
     epochs_sweep: tuple = (4, 8, 16, 32)   # exercises 1 and 2
     epochs_long: int = 16           # exercises 3, 4 and 6's fixed epoch count
-    epochs_student: int = 8         # exercise 5: 8 real epochs at mix 0.5 = a member's 16-epoch steps
     wd_std: float = 0.1
     wd_reg: float = 1.6
     models_n: tuple = ("tiny-67k", "tiny-120k")                 # exercise 3
@@ -78,8 +77,7 @@ class Size:
 
 
 FULL = Size("full")
-SMALL = Size("small", val_tokens=2_048, D_small=4_096, D_main=8_192, epochs_sweep=(1, 2), epochs_long=2,
-             epochs_student=1, D_law=(2_048, 4_096, 8_192),
+SMALL = Size("small", val_tokens=2_048, D_small=4_096, D_main=8_192, epochs_sweep=(1, 2), epochs_long=2, D_law=(2_048, 4_096, 8_192),
              source=dict(V=64, k=1, s=8, alpha=0.5, n_train=20_000, n_val=4_096, seed=3),
              D_syn=4_096, val_syn=2_048, epochs_syn=1)
 
@@ -151,11 +149,11 @@ def commands(n, S, out):
                          "--device", "cpu", "--dtype", "float32", "--out", os.path.join(ex(4), "ensemble.json")])]
     if n == 5:
         m0, m1 = members(S, out)
-        student = os.path.join(ex(5), "runs", "student_" + run_name("tiny-67k", S.D_main, S.epochs_student, S.wd_reg, 2))
-        # the mini's distillation settings: mix 0.5 and a corpus of 2 x D sampled tokens; a fresh seed for
-        # the student; 8 real epochs at mix 0.5 make as many steps as one member's 16
+        student = os.path.join(ex(5), "runs", "student_" + run_name("tiny-67k", S.D_main, S.epochs_long, S.wd_reg, 2))
+        # the mini's distillation (sweep.stage_distill): the members' point (16 epochs over the real D, wd
+        # 1.6), half of every batch teacher samples, a corpus of 2 x D sampled tokens; a fresh seed
         return [Cmd(["distill.py", "--teacher", m0.out, m1.out, "--model", "tiny-67k", "--batch_size", S.batch_size,
-                     "--lr", lr_flag(S.lr), "--epochs", S.epochs_student, "--wd", f"{S.wd_reg:g}", "--mix_weight", "0.5",
+                     "--lr", lr_flag(S.lr), "--epochs", S.epochs_long, "--wd", f"{S.wd_reg:g}", "--mix_weight", "0.5",
                      "--corpus_tokens", 2 * S.D_main, "--seed", 2, "--data_seed", 2, "--evals", 4,
                      "--device", "cpu", "--dtype", "float32", "--resume", "--out_dir", student], out=student)]
     if n == 6:
@@ -176,10 +174,12 @@ def commands(n, S, out):
         gen = Cmd(["-m", "data.synthetic", *[a for k, v in S.source.items() for a in (f"--{k}", v)], "--out", data_dir])
         runs = os.path.join(ex(7), "runs")
         kw = dict(dataset=data_dir, val_tokens=S.val_syn)
-        std = train(S, runs, S.model_syn, S.D_syn, S.epochs_syn, S.wd_std, recipe="standard", **kw)
-        reg = [train(S, runs, S.model_syn, S.D_syn, S.epochs_syn, S.wd_reg, seed=s, recipe="regularized", **kw)
+        # two seeds of the standard recipe (the ensemble's members) and the regularized recipe at the wd
+        # that fixed Shakespeare's overfitting
+        std = [train(S, runs, S.model_syn, S.D_syn, S.epochs_syn, S.wd_std, seed=s, recipe="standard", **kw)
                for s in (0, 1)]
-        return [gen, std, *reg, Cmd(["ensemble.py", "--eval", "--members", reg[0].out, reg[1].out, "--combine",
+        reg = train(S, runs, S.model_syn, S.D_syn, S.epochs_syn, S.wd_reg, recipe="regularized", **kw)
+        return [gen, *std, reg, Cmd(["ensemble.py", "--eval", "--members", std[0].out, std[1].out, "--combine",
                                      "logits", "--device", "cpu", "--dtype", "float32",
                                      "--out", os.path.join(ex(7), "ensemble.json")])]
     raise CourseError(f"no exercise {n}; the exercises are 1-7")
@@ -297,7 +297,8 @@ def draw_bars(ax, labels, values, title, floors=()):
         ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
     for y, label, style in floors:
         ax.axhline(y, ls=style, color="k", lw=1)
-        ax.text(len(values) - 0.5, y, label, ha="right", va="bottom", fontsize=8)
+        ax.text(-0.45, y, label, ha="left", va="bottom", fontsize=8,
+                bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=1))
     lo = min(list(values) + [y for y, _, _ in floors])
     hi = max(values)
     ax.set_ylim(lo - 0.25 * (hi - lo + 1e-3), hi + 0.15 * (hi - lo + 1e-3))
@@ -306,6 +307,44 @@ def draw_bars(ax, labels, values, title, floors=()):
     ax.set_ylabel("val loss (nats/byte)" if not floors else "val loss (nats/symbol)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, axis="y")
+
+
+def draw_fits(ax_n, ax_d, r):
+    """Exercise 6: the N fit with its asymptote, and the data-efficiency read-off on the data law."""
+    import matplotlib
+    import matplotlib.ticker
+    import numpy as np
+    law = lambda f, x: f["A"] / np.asarray(x) ** f["alpha"] + f["E"]   # fit.py's law, x in billions
+    for ax, f, what, unit in ((ax_n, r["own_N_fit"], "parameters N", "N"), (ax_d, r["own_data_law"], "data D", "D")):
+        x = np.array(f["x"])
+        grid = np.geomspace(x.min() / 1.5, x.max() * (4 if ax is ax_d else 1.5), 100)
+        ax.plot(x * 1e9, f["y"], "o", color="#2973a4", label=f"your {f['recipe']} runs")
+        ax.plot(grid * 1e9, law(f, grid), "-", color="#2973a4", lw=1,
+                label=f"fit A/{unit}^alpha + E: alpha {f['alpha']:.2f}")
+        ax.axhline(f["E"], ls="--", color="#7c8797", lw=1)
+        ax.axhspan(*f["E_ci"], color="#7c8797", alpha=0.12,
+                   label=f"E = {f['E']:.2f}, 90% interval [{f['E_ci'][0]:.2f}, {f['E_ci'][1]:.2f}]"
+                         f"{'' if f['identified'] else ': not identified'}")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{what} (log)" + (" in bytes (K = 1024)" if ax is ax_d else ", with embeddings (K = 1024)"))
+        ax.set_ylabel("val loss (nats/byte)")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(min(f["y"]) - 0.12, max(f["y"]) + 0.05)   # the legend gives E's interval in full
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ticks = [t for t in 2.0 ** np.arange(10, 30) if grid.min() * 1e9 <= t <= grid.max() * 1e9]
+        ax.set_xticks(ticks, [f"{t / 1024:g}K" for t in ticks])
+    ax_n.set_title(f"regularized recipe vs N (D = {FULL.D_small // 1024}K at full size)", fontsize=10)
+    o, f = r["own_efficiency"], r["own_data_law"]
+    if f["E"] < o["loss"]:
+        D_eq = (f["A"] / (o["loss"] - f["E"])) ** (1 / f["alpha"])
+        ax_d.axhline(o["loss"], color="#dc7744", lw=1, label=f"regularized {o['of']}: {o['loss']:.3f}")
+        ax_d.annotate("", xy=(D_eq * 1e9, o["loss"]), xytext=(o["D"] * 1e9, o["loss"]),
+                      arrowprops=dict(arrowstyle="->", color="#dc7744"))
+        ax_d.text((o["D"] * D_eq) ** 0.5 * 1e9, o["loss"], f"{o['multiplier']:.2f}x the data", color="#dc7744",
+                  ha="center", va="bottom", fontsize=9)
+    ax_d.set_title("standard recipe's data law: how much data matches the regularized run", fontsize=10)
+    for ax in (ax_n, ax_d):
+        ax.legend(fontsize=7, loc="upper right")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -378,8 +417,8 @@ def analyze(n, S, out, cmds):
 
         def draw(ax):
             Ns = [runs[m]["N"] for m in runs]
-            ax.plot(Ns, [runs[m]["val_loss"] for m in runs], "-o", color="#2973a4",
-                    label=f"your runs: wd {S.wd_reg:g}, {S.epochs_long} epochs")
+            ax.errorbar(Ns, [runs[m]["val_loss"] for m in runs], yerr=r["seed_sd"], fmt="-o", color="#2973a4",
+                        capsize=3, label=f"your runs: wd {S.wd_reg:g}, {S.epochs_long} epochs (bars: 1 seed sd)")
             for m in runs:
                 for s, v in std16[m].items():
                     ax.plot(runs[m]["N"], v, "s", color="#dc7744", ms=5,
@@ -440,20 +479,23 @@ def analyze(n, S, out, cmds):
                                      baseline_loss=eff[0]["baseline_loss"], D=eff[0]["D"], warning=eff[0]["warning"]),
                  mini_N_fits=[brief(f) for f in mini["fits"] if f["axis"].startswith("N")],
                  mini_sigma_seed=mini["sigma_seed"], paper=PAPER)
-        return r   # the figures are fit.py's: own/loss_vs_N.png, own/data_scaling.png, mini/loss_vs_N.png
+        figure(os.path.join(d, "efficiency.png"), lambda a, b: draw_fits(a, b, r), ncols=2)
+        return r   # with fit.py's own figures: own/loss_vs_N.png, own/data_scaling.png, mini/loss_vs_N.png
     if n == 7:
-        std, reg0, reg1 = (summary(c) for c in cmds[1:4])
+        std0, std1, reg = (summary(c) for c in cmds[1:4])
         ens = load(os.path.join(d, "ensemble.json"))
-        lim = reg0["limits"]
-        losses = dict(standard=std["val_loss"], regularized=reg0["val_loss"], regularized_seed1=reg1["val_loss"],
+        lim = std0["limits"]
+        losses = dict(standard=std0["val_loss"], standard_seed1=std1["val_loss"], regularized=reg["val_loss"],
                       ensemble=ens["losses"]["2"])
-        r = dict(D=reg0["D"], model=reg0["model"], epochs=reg0["epochs"], bayes=lim["bayes"], entropy=lim["entropy"],
+        r = dict(D=std0["D"], model=std0["model"], epochs=std0["epochs"], bayes=lim["bayes"], entropy=lim["entropy"],
                  entropy_rate=lim["entropy_rate"], losses=losses,
                  above_bayes={k: v - lim["bayes"] for k, v in losses.items()},
+                 train_loss_standard=std0["train_loss"],
                  share_of_gap_closed=(losses["standard"] - losses["ensemble"]) / (losses["standard"] - lim["bayes"]))
         figure(os.path.join(d, "floor.png"), lambda a: draw_bars(
-            a, [f"standard\nwd {S.wd_std:g}", f"regularized\nwd {S.wd_reg:g}", "regularized\nseed 1", "ensemble\nof the two"],
-            [losses["standard"], losses["regularized"], losses["regularized_seed1"], losses["ensemble"]],
+            a, [f"regularized\nwd {S.wd_reg:g}", f"standard\nwd {S.wd_std:g}", "standard\nseed 1",
+                "ensemble of the\ntwo standard"],
+            [losses["regularized"], losses["standard"], losses["standard_seed1"], losses["ensemble"]],
             f"{r['model']} on the generated source, D = {r['D']:,} symbols",
             floors=[(lim["bayes"], f"Bayes-optimal given D: {lim['bayes']:.3f}", "--"),
                     (lim["entropy"], f"true source: {lim['entropy']:.3f}", ":")]))
@@ -481,17 +523,19 @@ QUOTED = {
     4: ["member_losses", "member_best", "ensemble_logits", "ensemble_probs", "gain_logits", "gain_probs",
         "probs_minus_logits"],
     5: ["student_val", "member_mean", "member_best", "ensemble", "gain_kept", "student_minus_best_member",
-        "student_steps", "member_steps", "teacher_tokens"],
+        "student_steps", "member_steps", "teacher_tokens", "teacher_passes"],
     6: ["own_N_fit", "own_data_law", "own_efficiency", "mini_N_fits", "paper"],
-    7: ["bayes", "entropy", "entropy_rate", "losses", "above_bayes", "share_of_gap_closed"],
+    7: ["bayes", "entropy", "entropy_rate", "losses", "above_bayes", "train_loss_standard", "share_of_gap_closed"],
 }
 # quoted values that may be null at the CI size (their comparison needs the full-size config)
 NULL_WHEN_SMALL = {3: {"reproduces_committed_max_abs_diff"}}
 # the exercises whose runs an exercise reads (2 compares with 1; 4's member 0 is 3's run; 5 distils 4's
 # ensemble; 6 fits runs of 1 and 2 with its own)
 NEEDS = {2: [1], 4: [3], 5: [4], 6: [1, 2]}
+# who the seeds in an expected block's header are, where an exercise also reads another's runs
+SEED_NOTE = {4: " (member 1; member 0 is exercise 3's seed-0 run)", 5: " (the student; its teachers are seeds 0 and 1)"}
 FIGURES = {1: ["learning_curves.png"], 2: ["wd_vs_standard.png"], 3: ["loss_vs_N.png"], 4: ["ensemble.png"],
-           5: ["distill.png"], 6: ["own/loss_vs_N.png", "own/data_scaling.png", "mini/loss_vs_N.png"],
+           5: ["distill.png"], 6: ["efficiency.png", "own/loss_vs_N.png", "own/data_scaling.png", "mini/loss_vs_N.png"],
            7: ["floor.png"]}
 
 
@@ -542,8 +586,13 @@ def machine():
 
 
 def git_commit():
+    """HEAD, with "+modified" when a tracked file outside course/, tests/ and the READMEs differs from it:
+    the tools that produce the numbers (course/run.py's own edits only change analysis and rendering)."""
     try:
-        return subprocess.check_output(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, text=True).strip()
+        head = subprocess.check_output(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, text=True).strip()
+        changed = subprocess.check_output(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                           ":!course", ":!tests", ":!README.md"], cwd=REPO, text=True).strip()
+        return head + ("+modified" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -552,6 +601,9 @@ def record(n, r, keep_times=False):
     """Put exercise n's quoted numbers, its times and the machine into expected.json. keep_times: the
     entry's times and machine stay (a rerun that found every run finished measures nothing)."""
     exp = load(EXPECTED) if os.path.exists(EXPECTED) else {"exercises": {}}
+    # the seed noise every block states: the committed mini's fresh seeds, as they stand at recording
+    exp["noise"] = dict(seed_sd=seed_sd_mini(), source=f"{MINI_POINTS}: pooled sd of fresh seeds at one config "
+                        "(report.seed_noise)", recorded=datetime.date.today().isoformat())
     old = exp["exercises"].get(str(n))
     if keep_times:
         if not old:
@@ -584,16 +636,18 @@ def slash(d, p=3):
     return " / ".join(fmt(v, p) for v in d.values())
 
 
-def expected_lines(n, e):
+def expected_lines(n, e, noise):
     """The expected-results block of exercise n, from its expected.json entry."""
     r, m = e["results"], e["machine"]
     threads = f"{m['threads']} thread" if m["threads"] == 1 else f"{m['threads'] or 'default'} threads"
-    head = (f"Recorded {e['recorded']} (git {e['git']}) on a {m['cpu']} VM, {m['cores']} cores, {threads}, "
-            f"torch {m['torch']}, {m['device']} {m['dtype']}, seeds {', '.join(map(str, e['seeds']))}: "
-            f"**{e['wall_s'] / 60:.1f} min**")
+    head = (f"Recorded {e['recorded']} (git {e['git']}) on {m['cpu']} ({m['cores']} cores, a VM), {threads}, "
+            f"torch {m['torch']}, {m['device']} {m['dtype']}, seeds {', '.join(map(str, e['seeds']))}"
+            f"{SEED_NOTE.get(n, '')}: **{e['wall_s'] / 60:.1f} min**")
     if e["reused_runs"]:
-        head += (f" ({e['reused_runs']} run(s) from earlier exercises found finished; from scratch add their "
-                 f"{e['reused_runs_wall_s'] / 60:.1f} min)")
+        head += (f" ({e['reused_runs']} of its runs were trained by an earlier invocation of the same commands "
+                 f"and found finished: add their {e['reused_runs_wall_s'] / 60:.1f} min of training)")
+    head += (f". Seed noise: sd {fmt(noise['seed_sd'])} nats between seeds of one config (pooled over the "
+             f"committed mini's fresh seeds, D = 256 KiB).")
     rows = []
     if n in (1, 2):
         eps = " / ".join(r["val_loss"])
@@ -640,15 +694,16 @@ def expected_lines(n, e):
                  ("share of the ensemble's gain the student keeps", f"{r['gain_kept']:.0%}"),
                  ("student minus best member", f"{r['student_minus_best_member']:+.3f}"),
                  ("steps: student / one member", f"{r['student_steps']:,} / {r['member_steps']:,}"),
-                 ("teacher tokens sampled", f"{r['teacher_tokens']:,}")]
+                 ("teacher tokens sampled / passes the student made over them",
+                  f"{r['teacher_tokens']:,} / {r['teacher_passes']:.1f}")]
     elif n == 6:
         def fitrow(f):
             ci = f"[{fmt(f['E_ci'][0])}, {fmt(f['E_ci'][1])}]"
             return (f"E = {fmt(f['E'])} {ci}, alpha {fmt(f['alpha'])}, identified: "
                     f"{'yes' if f['identified'] else 'no'}" + ("" if f["monotone"] else ", not monotone"))
         o = r["own_efficiency"]
-        rows += [("your regularized N fit (3 sizes, D = 64K)", fitrow(r["own_N_fit"])),
-                 ("your standard data law (3 budgets, tiny-67k)", fitrow(r["own_data_law"])),
+        rows += [(f"your regularized N fit ({r['own_N_fit']['n']} sizes, D = {FULL.D_small // 1024}K)", fitrow(r["own_N_fit"])),
+                 (f"your standard data law ({r['own_data_law']['n']} budgets, tiny-67k)", fitrow(r["own_data_law"])),
                  (f"data efficiency: regularized {o['of']} {fmt(o['loss'])} vs standard {fmt(o['baseline_loss'])}",
                   f"{o['multiplier']:.2f}x")]
         rows += [(f"committed mini, {f['recipe']} ({f['n']} sizes)", fitrow(f)) for f in r["mini_N_fits"]]
@@ -661,8 +716,10 @@ def expected_lines(n, e):
         L, A = r["losses"], r["above_bayes"]
         rows += [("Bayes-optimal given D / true source on these val tokens (entropy rate)",
                   f"{fmt(r['bayes'])} / {fmt(r['entropy'])} ({fmt(r['entropy_rate'])})"),
-                 ("val loss: standard / regularized / regularized seed 1 / ensemble", slash(L)),
+                 ("val loss: standard (wd 0.1) / its seed 1 / regularized (wd 1.6) / ensemble of the two standard",
+                  slash(L)),
                  ("above the Bayes floor: same order", " / ".join(f"{v:+.3f}" for v in A.values())),
+                 ("train loss of the standard run", fmt(r["train_loss_standard"])),
                  ("share of the standard recipe's gap to Bayes the ensemble closes", f"{r['share_of_gap_closed']:.0%}")]
     lines = [head, "", "| quantity | expected |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
     return lines
@@ -678,9 +735,28 @@ def render(exp=None):
         text = replace_block(text, f"ex{n} commands", cmds)
         e = exp["exercises"].get(str(n))
         text = replace_block(text, f"ex{n} expected",
-                             expected_lines(n, e) if e else ["(not recorded yet: python course/run.py --record "
-                                                            f"{n})"])
-    return text
+                             expected_lines(n, e, exp["noise"]) if e else
+                             [f"(not recorded yet: python course/run.py --record {n})"])
+    return replace_block(text, "overview", overview_lines(exp))
+
+
+def overview_lines(exp):
+    """One row per exercise: what it trains, what it needs, its recorded minutes."""
+    rows = ["| exercise | trains | needs | minutes (recorded) |", "|---|---|---|---|"]
+    for n in range(1, 8):
+        cmds = commands(n, FULL, "course/out")
+        runs = [c for c in cmds if c.out]
+        Ds = sorted({int(c.argv[c.argv.index("--train_tokens") + 1]) for c in runs if "--train_tokens" in c.argv})
+        what = f"{len(runs)} run(s)" + (f" at D = {', '.join(f'{D // 1024}K' for D in Ds)}" if Ds else "")
+        what += "".join(f", {t}" for t, k in (("an ensemble evaluation", "ensemble.py"), ("2 fits", "fit.py"),
+                                                ("a generated source", "-m")) if any(c.argv[0] == k for c in cmds))
+        if n == 5:
+            what = "a teacher corpus and one student at D = 256K"
+        e = exp["exercises"].get(str(n))
+        mins = f"{(e['wall_s'] + e['reused_runs_wall_s']) / 60:.1f}" if e else "not recorded"
+        needs = ", ".join(map(str, NEEDS.get(n, []))) or "-"
+        rows.append(f"| {n} | {what} | {needs} | {mins} |")
+    return rows
 
 
 def replace_block(text, name, lines):
@@ -718,8 +794,9 @@ def main(argv=None):
         if bad:
             raise CourseError(f"no exercise {bad[0]}; the exercises are 1-7")
         if args.render:
+            text = render()              # read the handout before opening it for writing
             with open(HANDOUT, "w") as f:
-                f.write(render())
+                f.write(text)
             print(f"rewrote the generated blocks of {os.path.relpath(HANDOUT)}")
             return
         if not todo:
@@ -736,8 +813,9 @@ def main(argv=None):
             if args.record:
                 record(n, r, keep_times=args.keep_times)
         if args.record:
+            text = render()              # read the handout before opening it for writing
             with open(HANDOUT, "w") as f:
-                f.write(render())
+                f.write(text)
             print(f"recorded exercise(s) {', '.join(map(str, todo))} in {os.path.relpath(EXPECTED)} and the handout")
     except CourseError as e:
         print(f"error: {e}", file=sys.stderr)
