@@ -354,153 +354,173 @@ def by_epochs(cmds):
     return {int(s["epochs"]): s for s in map(summary, cmds)}
 
 
-def analyze(n, S, out, cmds):
+def analyze_epochs(n, S, out, cmds):
+    """Exercises 1 and 2: losses against epochs, each run's learning curve; 2 adds the decay budgets
+    and the comparison with 1."""
     d = paths(out, n)
-    if n in (1, 2):
-        runs = by_epochs(cmds)
-        val = {e: s["val_loss"] for e, s in runs.items()}
-        best = min(val, key=val.get)
-        longest = max(runs)
-        lc = curve(runs[longest])
-        low = min(range(len(lc)), key=lambda i: lc[i][1])
-        r = dict(D=runs[best]["D"], model=runs[best]["model"], wd=runs[best]["wd"],
-                 val_loss={str(e): v for e, v in val.items()},
-                 train_loss={str(e): s["train_loss"] for e, s in runs.items()},
-                 best_epochs=best, best_val=val[best], longest_minus_best=val[longest] - val[best],
-                 # the longest run's own curve: where its val loss was lowest and how far it rose after
-                 longest_curve_min_epoch=lc[low][0], longest_curve_rise=lc[-1][1] - lc[low][1],
-                 longest_train_drop_after_min=lc[low][2] - lc[-1][2],
-                 decay_budget={str(e): s["decay_budget"] for e, s in runs.items()})
-        if n == 1:
-            figure(os.path.join(d, "learning_curves.png"), lambda a, b: (
-                draw_curves(a, sorted(runs.items()), f"tiny-67k, D = {r['D']:,} bytes, wd {S.wd_std:g}: each run's curve"),
-                draw_final(b, [("val", "-o", sorted(val.items())),
-                               ("train", "--s", sorted((e, s["train_loss"]) for e, s in runs.items()))],
-                           "final loss of each run vs its epochs")), ncols=2)
-            return r
-        std = analyze_prior(1, S, out)
-        import train as trainpy   # the trainer's own schedule, for the paper's decay budget
-        pr = PAPER["reg_300m"]
-        warm = max(1, round(pr["warmup"] * pr["steps"]))
-        paper_budget = pr["wd"] * sum(trainpy.lr_at(t, pr["steps"], warm, pr["lr"]) for t in range(pr["steps"]))
-        b_long = runs[longest]["decay_budget"]
-        r.update(standard_best_val=std["best_val"], standard_best_epochs=std["best_epochs"],
-                 gain_over_standard=std["best_val"] - r["best_val"],
-                 decay_per_step_at_peak=S.lr * S.wd_reg, steps_longest=runs[longest]["steps"],
-                 shrink_longest=math.exp(-b_long), paper_decay_budget=paper_budget, paper_steps=pr["steps"],
-                 wd_for_paper_budget=paper_budget / (b_long / S.wd_reg))
-        std_runs = by_epochs(commands(1, S, out))
-        figure(os.path.join(d, "wd_vs_standard.png"), lambda a, b: (
-            draw_curves(a, sorted(runs.items()), f"tiny-67k, D = {r['D']:,} bytes, wd {S.wd_reg:g}: each run's curve"),
-            draw_final(b, [(f"val, wd {S.wd_std:g} (exercise 1)", "--o", sorted((e, s["val_loss"]) for e, s in std_runs.items())),
-                           (f"val, wd {S.wd_reg:g}", "-o", sorted(val.items()))],
-                       "final val loss vs epochs: standard vs regularized")), ncols=2)
+    runs = by_epochs(cmds)
+    val = {e: s["val_loss"] for e, s in runs.items()}
+    best = min(val, key=val.get)
+    longest = max(runs)
+    lc = curve(runs[longest])
+    low = min(range(len(lc)), key=lambda i: lc[i][1])
+    r = dict(D=runs[best]["D"], model=runs[best]["model"], wd=runs[best]["wd"],
+             val_loss={str(e): v for e, v in val.items()},
+             train_loss={str(e): s["train_loss"] for e, s in runs.items()},
+             best_epochs=best, best_val=val[best], longest_minus_best=val[longest] - val[best],
+             # the longest run's own curve: where its val loss was lowest and how far it rose after
+             longest_curve_min_epoch=lc[low][0], longest_curve_rise=lc[-1][1] - lc[low][1],
+             longest_train_drop_after_min=lc[low][2] - lc[-1][2],
+             decay_budget={str(e): s["decay_budget"] for e, s in runs.items()})
+    if n == 1:
+        figure(os.path.join(d, "learning_curves.png"), lambda a, b: (
+            draw_curves(a, sorted(runs.items()), f"tiny-67k, D = {r['D']:,} bytes, wd {S.wd_std:g}: each run's curve"),
+            draw_final(b, [("val", "-o", sorted(val.items())),
+                           ("train", "--s", sorted((e, s["train_loss"]) for e, s in runs.items()))],
+                       "final loss of each run vs its epochs")), ncols=2)
         return r
-    if n == 3:
-        runs = {c.argv[c.argv.index("--model") + 1]: summary(c) for c in cmds}
-        full = FULL
-        std16 = {m: committed(m, full.D_main, full.epochs_long, full.wd_std) for m in runs}
-        reg16 = {m: committed(m, full.D_main, full.epochs_long, full.wd_reg) for m in runs}
-        m_small, m_big = list(runs)[0], list(runs)[-1]
-        same = S == FULL          # the committed runs are of the full-size commands on shakespeare_byte
-        r = dict(D=runs[m_small]["D"], epochs=S.epochs_long, wd=S.wd_reg,
-                 N={m: s["N"] for m, s in runs.items()}, val_loss={m: s["val_loss"] for m, s in runs.items()},
-                 gain_regularized=runs[m_small]["val_loss"] - runs[m_big]["val_loss"],
-                 committed_standard={m: v for m, v in std16.items()},
-                 gain_standard_seed0=std16[m_small].get(0, math.nan) - std16[m_big].get(0, math.nan),
-                 # the same command ran in the mini: on the recording machine it should give the same number
-                 committed_same_config={m: reg16[m].get(0) for m in runs},
-                 reproduces_committed_max_abs_diff=max(abs(runs[m]["val_loss"] - reg16[m][0]) for m in runs)
-                 if same and all(0 in reg16[m] for m in runs) else None,
-                 mini_standard_searched=searched_standard_mini(),
-                 seed_sd=seed_sd_mini())
+    std = analyze_prior(1, S, out)
+    import train as trainpy   # the trainer's own schedule, for the paper's decay budget
+    pr = PAPER["reg_300m"]
+    warm = max(1, round(pr["warmup"] * pr["steps"]))
+    paper_budget = pr["wd"] * sum(trainpy.lr_at(t, pr["steps"], warm, pr["lr"]) for t in range(pr["steps"]))
+    b_long = runs[longest]["decay_budget"]
+    r.update(standard_best_val=std["best_val"], standard_best_epochs=std["best_epochs"],
+             gain_over_standard=std["best_val"] - r["best_val"],
+             decay_per_step_at_peak=S.lr * S.wd_reg, steps_longest=runs[longest]["steps"],
+             shrink_longest=math.exp(-b_long), paper_decay_budget=paper_budget, paper_steps=pr["steps"],
+             wd_for_paper_budget=paper_budget / (b_long / S.wd_reg))
+    std_runs = by_epochs(commands(1, S, out))
+    figure(os.path.join(d, "wd_vs_standard.png"), lambda a, b: (
+        draw_curves(a, sorted(runs.items()), f"tiny-67k, D = {r['D']:,} bytes, wd {S.wd_reg:g}: each run's curve"),
+        draw_final(b, [(f"val, wd {S.wd_std:g} (exercise 1)", "--o", sorted((e, s["val_loss"]) for e, s in std_runs.items())),
+                       (f"val, wd {S.wd_reg:g}", "-o", sorted(val.items()))],
+                   "final val loss vs epochs: standard vs regularized")), ncols=2)
+    return r
 
-        def draw(ax):
-            Ns = [runs[m]["N"] for m in runs]
-            ax.errorbar(Ns, [runs[m]["val_loss"] for m in runs], yerr=r["seed_sd"], fmt="-o", color="#2973a4",
-                        capsize=3, label=f"your runs: wd {S.wd_reg:g}, {S.epochs_long} epochs (bars: 1 seed sd)")
-            for m in runs:
-                for s, v in std16[m].items():
-                    ax.plot(runs[m]["N"], v, "s", color="#dc7744", ms=5,
-                            label=f"mini (committed): wd {full.wd_std:g}, {full.epochs_long} epochs" if (m, s) == (m_small, 0) else None)
-            Nof = {p["model"]: p["N"] for p in mini_points() if "model" in p}
-            sp = r["mini_standard_searched"]
-            ax.plot([Nof[m] for m in sp], list(sp.values()), ":^", color="#7c8797",
-                    label="mini (committed): wd 0.1 at its best epochs")
-            ax.set_xscale("log")
-            ax.set_xlabel("parameters N (with embeddings, log)")
-            ax.set_ylabel("val loss (nats/byte)")
-            ax.set_title(f"D = {r['D']:,} bytes: loss vs model size", fontsize=10)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        figure(os.path.join(d, "loss_vs_N.png"), draw)
-        return r
-    if n in (4, 5):
-        ens = load(os.path.join(paths(out, 4), "ensemble.json"))
-        mem = ens["member_losses"]
-        if n == 4:
-            r = dict(D=ens["D"], model=ens["model"], member_losses=mem, member_best=min(mem),
-                     member_mean=ens["member_mean"], ensemble_logits=ens["losses"]["2"],
-                     ensemble_probs=ens["losses_probs"]["2"], gain_logits=min(mem) - ens["losses"]["2"],
-                     gain_probs=min(mem) - ens["losses_probs"]["2"],
-                     probs_minus_logits=ens["losses_probs"]["2"] - ens["losses"]["2"], seeds=ens["seeds"])
-            figure(os.path.join(d, "ensemble.png"), lambda a: draw_bars(
-                a, ["member 0", "member 1", "2 members:\nprobs avg", "2 members:\nlogits avg"],
-                mem + [r["ensemble_probs"], r["ensemble_logits"]], f"tiny-67k, D = {r['D']:,} bytes: one model vs two"))
-            return r
-        st = summary(cmds[-1])
-        m_steps = summary(members(S, out)[0])["steps"]
-        gain = ens["member_mean"] - ens["losses"]["2"]
-        r = dict(D=st["D"], student_val=st["val_loss"], member_mean=ens["member_mean"], member_best=min(mem),
-                 ensemble=ens["losses"]["2"], gain_kept=(ens["member_mean"] - st["val_loss"]) / gain,
-                 student_minus_best_member=st["val_loss"] - min(mem), student_steps=st["steps"],
-                 member_steps=m_steps, teacher_tokens=st["distill"]["sampled_tokens"],
-                 teacher_passes=st["mix"]["synthetic_passes"], student_seed=st["seed"])
-        figure(os.path.join(d, "distill.png"), lambda a: draw_bars(
-            a, ["member\n(mean of 2)", "best\nmember", "student\n(distilled)", "ensemble\n(teacher)"],
-            [r["member_mean"], r["member_best"], r["student_val"], r["ensemble"]],
-            f"tiny-67k, D = {r['D']:,} bytes: the student keeps {r['gain_kept']:.0%} of the ensemble's gain"))
-        return r
-    if n == 6:
-        own, mini = load(os.path.join(d, "own", "fits.json")), load(os.path.join(d, "mini", "fits.json"))
+def analyze_size(n, S, out, cmds):
+    """Exercise 3: loss against N at the regularized point, beside the committed wd 0.1 runs."""
+    d = paths(out, n)
+    runs = {c.argv[c.argv.index("--model") + 1]: summary(c) for c in cmds}
+    full = FULL
+    std16 = {m: committed(m, full.D_main, full.epochs_long, full.wd_std) for m in runs}
+    reg16 = {m: committed(m, full.D_main, full.epochs_long, full.wd_reg) for m in runs}
+    m_small, m_big = list(runs)[0], list(runs)[-1]
+    same = S == FULL          # the committed runs are of the full-size commands on shakespeare_byte
+    r = dict(D=runs[m_small]["D"], epochs=S.epochs_long, wd=S.wd_reg,
+             N={m: s["N"] for m, s in runs.items()}, val_loss={m: s["val_loss"] for m, s in runs.items()},
+             gain_regularized=runs[m_small]["val_loss"] - runs[m_big]["val_loss"],
+             committed_standard={m: v for m, v in std16.items()},
+             gain_standard_seed0=std16[m_small].get(0, math.nan) - std16[m_big].get(0, math.nan),
+             # the same command ran in the mini: on the recording machine it should give the same number
+             committed_same_config={m: reg16[m].get(0) for m in runs},
+             reproduces_committed_max_abs_diff=max(abs(runs[m]["val_loss"] - reg16[m][0]) for m in runs)
+             if same and all(0 in reg16[m] for m in runs) else None,
+             mini_standard_searched=searched_standard_mini(),
+             seed_sd=seed_sd_mini())
 
-        def brief(f):
-            return dict(recipe=f["recipe"].split(" [")[0], n=f["n"], A=f["A"], alpha=f["alpha"], E=f["E"],
-                        E_ci=f["E_ci"], identified=f["identified"], monotone=f["monotone"],
-                        warning=f["warning"], x=f["x"], y=f["y"])
-        nfit = [f for f in own["fits"] if f["axis"].startswith("N")]
-        law = [f for f in own["data_laws"] if f["recipe"].startswith("standard")]
-        eff = [e for e in own["efficiency"] if e["recipe"].startswith("regularized")]
-        if not (nfit and law and eff):
-            raise CourseError(f"{d}/own/fits.json lacks the regularized N fit, the standard data law or the "
-                              f"efficiency row: were all of exercise 6's runs finished?")
-        r = dict(own_N_fit=brief(nfit[0]), own_data_law=brief(law[0]),
-                 own_efficiency=dict(multiplier=eff[0]["multiplier"], loss=eff[0]["loss"], of=eff[0]["of"],
-                                     baseline_loss=eff[0]["baseline_loss"], D=eff[0]["D"], warning=eff[0]["warning"]),
-                 mini_N_fits=[brief(f) for f in mini["fits"] if f["axis"].startswith("N")],
-                 mini_sigma_seed=mini["sigma_seed"], paper=PAPER)
-        figure(os.path.join(d, "efficiency.png"), lambda a, b: draw_fits(a, b, r), ncols=2)
-        return r   # with fit.py's own figures: own/loss_vs_N.png, own/data_scaling.png, mini/loss_vs_N.png
-    if n == 7:
-        std0, std1, reg = (summary(c) for c in cmds[1:4])
-        ens = load(os.path.join(d, "ensemble.json"))
-        lim = std0["limits"]
-        losses = dict(standard=std0["val_loss"], standard_seed1=std1["val_loss"], regularized=reg["val_loss"],
-                      ensemble=ens["losses"]["2"])
-        r = dict(D=std0["D"], model=std0["model"], epochs=std0["epochs"], bayes=lim["bayes"], entropy=lim["entropy"],
-                 entropy_rate=lim["entropy_rate"], losses=losses,
-                 above_bayes={k: v - lim["bayes"] for k, v in losses.items()},
-                 train_loss_standard=std0["train_loss"],
-                 share_of_gap_closed=(losses["standard"] - losses["ensemble"]) / (losses["standard"] - lim["bayes"]))
-        figure(os.path.join(d, "floor.png"), lambda a: draw_bars(
-            a, [f"regularized\nwd {S.wd_reg:g}", f"standard\nwd {S.wd_std:g}", "standard\nseed 1",
-                "ensemble of the\ntwo standard"],
-            [losses["regularized"], losses["standard"], losses["standard_seed1"], losses["ensemble"]],
-            f"{r['model']} on the generated source, D = {r['D']:,} symbols",
-            floors=[(lim["bayes"], f"Bayes-optimal given D: {lim['bayes']:.3f}", "--"),
-                    (lim["entropy"], f"true source: {lim['entropy']:.3f}", ":")]))
+    def draw(ax):
+        Ns = [runs[m]["N"] for m in runs]
+        ax.errorbar(Ns, [runs[m]["val_loss"] for m in runs], yerr=r["seed_sd"], fmt="-o", color="#2973a4",
+                    capsize=3, label=f"your runs: wd {S.wd_reg:g}, {S.epochs_long} epochs (bars: 1 seed sd)")
+        for m in runs:
+            for s, v in std16[m].items():
+                ax.plot(runs[m]["N"], v, "s", color="#dc7744", ms=5,
+                        label=f"mini (committed): wd {full.wd_std:g}, {full.epochs_long} epochs" if (m, s) == (m_small, 0) else None)
+        Nof = {p["model"]: p["N"] for p in mini_points() if "model" in p}
+        sp = r["mini_standard_searched"]
+        ax.plot([Nof[m] for m in sp], list(sp.values()), ":^", color="#7c8797",
+                label="mini (committed): wd 0.1 at its best epochs")
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters N (with embeddings, log)")
+        ax.set_ylabel("val loss (nats/byte)")
+        ax.set_title(f"D = {r['D']:,} bytes: loss vs model size", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    figure(os.path.join(d, "loss_vs_N.png"), draw)
+    return r
+
+def analyze_ensemble(n, S, out, cmds):
+    """Exercises 4 (the pair by both rules) and 5 (the distilled student against it)."""
+    d = paths(out, n)
+    ens = load(os.path.join(paths(out, 4), "ensemble.json"))
+    mem = ens["member_losses"]
+    if n == 4:
+        r = dict(D=ens["D"], model=ens["model"], member_losses=mem, member_best=min(mem),
+                 member_mean=ens["member_mean"], ensemble_logits=ens["losses"]["2"],
+                 ensemble_probs=ens["losses_probs"]["2"], gain_logits=min(mem) - ens["losses"]["2"],
+                 gain_probs=min(mem) - ens["losses_probs"]["2"],
+                 probs_minus_logits=ens["losses_probs"]["2"] - ens["losses"]["2"], seeds=ens["seeds"])
+        figure(os.path.join(d, "ensemble.png"), lambda a: draw_bars(
+            a, ["member 0", "member 1", "2 members:\nprobs avg", "2 members:\nlogits avg"],
+            mem + [r["ensemble_probs"], r["ensemble_logits"]], f"tiny-67k, D = {r['D']:,} bytes: one model vs two"))
         return r
-    raise CourseError(f"no exercise {n}")
+    st = summary(cmds[-1])
+    m_steps = summary(members(S, out)[0])["steps"]
+    gain = ens["member_mean"] - ens["losses"]["2"]
+    r = dict(D=st["D"], student_val=st["val_loss"], member_mean=ens["member_mean"], member_best=min(mem),
+             ensemble=ens["losses"]["2"], gain_kept=(ens["member_mean"] - st["val_loss"]) / gain,
+             student_minus_best_member=st["val_loss"] - min(mem), student_steps=st["steps"],
+             member_steps=m_steps, teacher_tokens=st["distill"]["sampled_tokens"],
+             teacher_passes=st["mix"]["synthetic_passes"], student_seed=st["seed"])
+    figure(os.path.join(d, "distill.png"), lambda a: draw_bars(
+        a, ["member\n(mean of 2)", "best\nmember", "student\n(distilled)", "ensemble\n(teacher)"],
+        [r["member_mean"], r["member_best"], r["student_val"], r["ensemble"]],
+        f"tiny-67k, D = {r['D']:,} bytes: the student keeps {r['gain_kept']:.0%} of the ensemble's gain"))
+    return r
+
+def analyze_fits(n, S, out, cmds):
+    """Exercise 6: fit.py's fits of the student's points and of the mini's, and the multiplier."""
+    d = paths(out, n)
+    own, mini = load(os.path.join(d, "own", "fits.json")), load(os.path.join(d, "mini", "fits.json"))
+
+    def brief(f):
+        return dict(recipe=f["recipe"].split(" [")[0], n=f["n"], A=f["A"], alpha=f["alpha"], E=f["E"],
+                    E_ci=f["E_ci"], identified=f["identified"], monotone=f["monotone"],
+                    warning=f["warning"], x=f["x"], y=f["y"])
+    nfit = [f for f in own["fits"] if f["axis"].startswith("N")]
+    law = [f for f in own["data_laws"] if f["recipe"].startswith("standard")]
+    eff = [e for e in own["efficiency"] if e["recipe"].startswith("regularized")]
+    if not (nfit and law and eff):
+        raise CourseError(f"{d}/own/fits.json lacks the regularized N fit, the standard data law or the "
+                          f"efficiency row: were all of exercise 6's runs finished?")
+    r = dict(own_N_fit=brief(nfit[0]), own_data_law=brief(law[0]),
+             own_efficiency=dict(multiplier=eff[0]["multiplier"], loss=eff[0]["loss"], of=eff[0]["of"],
+                                 baseline_loss=eff[0]["baseline_loss"], D=eff[0]["D"], warning=eff[0]["warning"]),
+             mini_N_fits=[brief(f) for f in mini["fits"] if f["axis"].startswith("N")],
+             mini_sigma_seed=mini["sigma_seed"], paper=PAPER)
+    figure(os.path.join(d, "efficiency.png"), lambda a, b: draw_fits(a, b, r), ncols=2)
+    return r   # with fit.py's own figures: own/loss_vs_N.png, own/data_scaling.png, mini/loss_vs_N.png
+
+def analyze_floor(n, S, out, cmds):
+    """Exercise 7: the generated source's losses against its Bayes floor."""
+    d = paths(out, n)
+    std0, std1, reg = (summary(c) for c in cmds[1:4])
+    ens = load(os.path.join(d, "ensemble.json"))
+    lim = std0["limits"]
+    losses = dict(standard=std0["val_loss"], standard_seed1=std1["val_loss"], regularized=reg["val_loss"],
+                  ensemble=ens["losses"]["2"])
+    r = dict(D=std0["D"], model=std0["model"], epochs=std0["epochs"], bayes=lim["bayes"], entropy=lim["entropy"],
+             entropy_rate=lim["entropy_rate"], losses=losses,
+             above_bayes={k: v - lim["bayes"] for k, v in losses.items()},
+             train_loss_standard=std0["train_loss"],
+             share_of_gap_closed=(losses["standard"] - losses["ensemble"]) / (losses["standard"] - lim["bayes"]))
+    figure(os.path.join(d, "floor.png"), lambda a: draw_bars(
+        a, [f"regularized\nwd {S.wd_reg:g}", f"standard\nwd {S.wd_std:g}", "standard\nseed 1",
+            "ensemble of the\ntwo standard"],
+        [losses["regularized"], losses["standard"], losses["standard_seed1"], losses["ensemble"]],
+        f"{r['model']} on the generated source, D = {r['D']:,} symbols",
+        floors=[(lim["bayes"], f"Bayes-optimal given D: {lim['bayes']:.3f}", "--"),
+                (lim["entropy"], f"true source: {lim['entropy']:.3f}", ":")]))
+    return r
+
+ANALYZE = {1: analyze_epochs, 2: analyze_epochs, 3: analyze_size, 4: analyze_ensemble, 5: analyze_ensemble,
+           6: analyze_fits, 7: analyze_floor}
+
+
+def analyze(n, S, out, cmds):
+    """Read what exercise n's commands wrote; returns its results (QUOTED names what the handout quotes)."""
+    return ANALYZE[n](n, S, out, cmds)
 
 
 def analyze_prior(n, S, out):

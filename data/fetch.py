@@ -19,7 +19,6 @@ course's expected numbers and the mini miniature use: losses on this one differ.
 The offline path stays the default everywhere else: python -m data.prepare shakespeare reads
 $ICGPT_SHARED/data/shakespeare/shakespeare.txt (ICGPT_SHARED defaults to ../shared).
 """
-import argparse
 import hashlib
 import http.client
 import os
