@@ -170,8 +170,9 @@ def default_out(input, tokenizer):
 
 def prepare(input, tokenizer="byte", out=None, val_fraction=0.1, val_docs=None, seed=0,
             source=None, force=False, pattern=None, shard_tokens=None, max_tokens=None,
-            val_tokens=None):
-    """Tokenize input into a dataset folder; returns its path. See the module docstring."""
+            val_tokens=None, extra_meta=None):
+    """Tokenize input into a dataset folder; returns its path. See the module docstring.
+    extra_meta: more meta.json entries (fetch.py records where a downloaded corpus came from)."""
     bad = range_error(dict(val_fraction=val_fraction, seed=seed), RANGES)
     if bad:
         raise DataError(bad)
@@ -237,7 +238,8 @@ def prepare(input, tokenizer="byte", out=None, val_fraction=0.1, val_docs=None, 
             "val_fraction": round(len(val) / (len(train) + len(val)), 5),
             **extra,
             "val_documents": [n for n, v in zip(names, is_val) if v],
-            "train_documents": [n for n, v in zip(names, is_val) if not v]}
+            "train_documents": [n for n, v in zip(names, is_val) if not v],
+            **(extra_meta or {})}
     return write_dataset(out, train, val, meta, force=force)
 
 
