@@ -296,6 +296,7 @@ def evaluate_ensemble(paths, device_flag="auto", dtype_flag="auto", combine="log
         **({"mixed": mixed} if mixed else {}),
         **({"limits": summaries[0]["limits"]} if "limits" in summaries[0] and common("D") else {}),
     }
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)   # --out may name a new folder
     train.atomic_write_json(out, result)
     if not quiet:
         if mixed:

@@ -264,3 +264,12 @@ def test_evaluating_a_subset_never_replaces_the_full_ensembles_result(overfit, c
         ensemble.main(["--eval", "--members", os.path.join(out, "member_0"), os.path.join(out, "member_1")])
     assert e.value.code == 2 and "--out" in capsys.readouterr().err
     assert open(os.path.join(out, "ensemble.json")).read() == before
+
+
+def test_eval_out_may_name_a_folder_that_does_not_exist_yet(overfit, tmp_path):
+    out, _ = overfit
+    dest = tmp_path / "new" / "deeper" / "pair.json"
+    ensemble.main(["--eval", "--members", os.path.join(out, "member_0"), os.path.join(out, "member_1"),
+                   "--out", str(dest)])
+    with open(dest) as f:
+        assert json.load(f)["K"] == 2
