@@ -62,10 +62,10 @@ def check(path, sha256, size=None):
     got = sha256_of(path)
     if size is not None and os.path.getsize(path) != size:
         raise DataError(f"{path} has {os.path.getsize(path):,} bytes, expected {size:,} (sha256 {got}); "
-                        f"not the expected file: delete it and fetch again")
+                        f"not the expected file: fetch it again, or pass the right file to --file")
     if sha256 and got != sha256.lower():
-        raise DataError(f"{path} has sha256 {got}, expected {sha256}; not the expected file: delete it "
-                        f"and fetch again, or pass --sha256 with the hash you trust")
+        raise DataError(f"{path} has sha256 {got}, expected {sha256}; not the expected file: fetch it "
+                        f"again, pass the right file to --file, or --sha256 with the hash you trust")
     return got
 
 
