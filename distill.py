@@ -52,6 +52,7 @@ import torch.nn.functional as F
 
 import data
 import train
+from data.format import file_sha256
 from members import find_members
 from model import chunked_logits, ensemble_log_probs, generate, head_logits
 from train import ConfigError, TrainConfig, flag
@@ -97,14 +98,6 @@ def check_student(paths, models, tds, cfg, ds):
 # ----------------------------------------------------------------------------
 # Sequence-level distillation: a synthetic corpus sampled from the teacher, in chunks
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def chunk_seed(seed, chunk):
     """Each chunk's own seed: chunk c is the same whichever run, rank or restart samples it."""
     return int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
@@ -137,7 +130,7 @@ def generate_corpus(models, paths, ds, out, n_tokens, seq_len, temperature=1.0, 
     n_seq = math.ceil(n_tokens / T)
     # what the corpus is a function of; a stored corpus or partial run is reused only if it matches
     spec = {"teachers": [os.path.abspath(p) for p in paths],
-            "teacher_sha256": [sha256_file(os.path.join(p, "ckpt.pt")) for p in paths],
+            "teacher_sha256": [file_sha256(os.path.join(p, "ckpt.pt")) for p in paths],
             "sampling": sampling if len(paths) > 1 else "single",
             "combine": combine if sampling == "averaged" and len(paths) > 1 else None,
             "temperature": temperature, "seed": seed, "seq_len": T, "sequences": n_seq,
@@ -329,7 +322,7 @@ class DistillConfig:
     kd_temp: float = flag(1.0, "softening temperature of the KL term", "> 0")
 
 
-RANGES = {f.name: f.metadata["range"] for f in dataclasses.fields(DistillConfig) if f.metadata["range"]}
+RANGES = train.ranges_of(DistillConfig)
 
 
 def distill(cfg, teacher_paths, opts=DistillConfig(), rank=0, world=1, local_rank=0, quiet=False):
@@ -395,13 +388,9 @@ def distill(cfg, teacher_paths, opts=DistillConfig(), rank=0, world=1, local_ran
 
 def build_parser():
     p = train.OneLineParser(description=__doc__.strip().split("\n\n")[0],
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter, ranges=RANGES)
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--teacher", nargs="+", required=True, help="run folder(s), or an ensemble folder of member_*/")
-    for f in dataclasses.fields(DistillConfig):
-        if f.type is bool:
-            p.add_argument(f"--{f.name}", action="store_true", help=f.metadata["help"])
-        else:
-            p.add_argument(f"--{f.name}", type=f.type, default=f.default, help=f.metadata["help"])
+    train.add_config_flags(p, config=DistillConfig)
     # the student: every train.py flag; --mix_data is the corpus; these default to the teacher's
     train.add_config_flags(p, skip=("mix_data",))
     p.set_defaults(dataset=None, train_tokens=None, seq_len=None, val_tokens=None, mix_weight=None, recipe="")

@@ -92,8 +92,13 @@ class TrainConfig:
     compile: str = flag("auto", "auto (on for CUDA; on a CPU only for runs >= CPU_COMPILE_MIN_FLOPS) | true | false")
 
 
+def ranges_of(config):
+    """{field: allowed range} of a config dataclass built with flag()."""
+    return {f.name: f.metadata["range"] for f in dataclasses.fields(config) if f.metadata["range"]}
+
+
 # the allowed ranges above, by field (the reliability tests and the tools' parsers read them)
-RANGES = {f.name: f.metadata["range"] for f in dataclasses.fields(TrainConfig) if f.metadata["range"]}
+RANGES = ranges_of(TrainConfig)
 
 # Flags that change how a run executes but not what it learns: a run may be resumed with other values.
 RUN_ONLY = ("out_dir", "resume", "device", "compile", "evals", "log_every", "ckpt_every", "micro_batch", "attn",
@@ -122,10 +127,12 @@ def parse_args(argv=None, description=__doc__):
     return TrainConfig(**vars(p.parse_args(argv)))
 
 
-def add_config_flags(p, skip=()):
+def add_config_flags(p, skip=(), config=TrainConfig):
+    """One flag per field of `config` (TrainConfig, or another dataclass built with flag()), with its
+    help, default and range."""
     if hasattr(p, "ranges"):   # a OneLineParser checks the ranges right after parsing
-        p.ranges.update({k: v for k, v in RANGES.items() if k not in skip})
-    for f in dataclasses.fields(TrainConfig):
+        p.ranges.update({k: v for k, v in ranges_of(config).items() if k not in skip})
+    for f in dataclasses.fields(config):
         if f.name in skip:
             continue
         rng = f" (range {f.metadata['range']})" if f.metadata["range"] else ""
@@ -781,8 +788,10 @@ def train_step(model, raw_model, optimizer, batches, lr, grad_clip, accum, devic
             loss = loss_fn(model, x, y)                                          # () or (K,)
         (loss.sum() / accum).backward()
         total = total + loss.detach() / accum
-    clip = getattr(raw_model, "clip_grad_norm_", None)        # StackedGPT: per member
-    clip(grad_clip) if clip else torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
+    if hasattr(raw_model, "clip_grad_norm_"):                 # StackedGPT: each member's own norm
+        raw_model.clip_grad_norm_(grad_clip)
+    else:
+        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return total

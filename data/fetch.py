@@ -19,14 +19,13 @@ course's expected numbers and the mini miniature use: losses on this one differ.
 The offline path stays the default everywhere else: python -m data.prepare shakespeare reads
 $ICGPT_SHARED/data/shakespeare/shakespeare.txt (ICGPT_SHARED defaults to ../shared).
 """
-import hashlib
 import http.client
 import os
 import sys
 import urllib.error
 import urllib.request
 
-from .format import DATA_ROOT, DataError, OneLineParser
+from .format import DATA_ROOT, DataError, OneLineParser, file_sha256
 from .prepare import prepare
 
 TINY_SHAKESPEARE = dict(
@@ -37,14 +36,6 @@ TINY_SHAKESPEARE = dict(
     sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
     bytes=1_115_394,
     sha256_source="TensorFlow Datasets, tensorflow_datasets/datasets/tiny_shakespeare/checksums.tsv")
-
-
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download(url, path, timeout=60):
@@ -59,7 +50,7 @@ def download(url, path, timeout=60):
 
 def check(path, sha256, size=None):
     """The file's SHA-256; raises DataError when an expected hash (or size) is given and differs."""
-    got = sha256_of(path)
+    got = file_sha256(path)
     if size is not None and os.path.getsize(path) != size:
         raise DataError(f"{path} has {os.path.getsize(path):,} bytes, expected {size:,} (sha256 {got}); "
                         f"not the expected file: fetch it again, or pass the right file to --file")

@@ -14,6 +14,7 @@ the problem and the fix; the command-line tools print it and exit with status 2.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -26,6 +27,15 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_ROOT = os.path.join(REPO, "data")
 
+
+
+def file_sha256(path):
+    """The SHA-256 of a file, read in 1 MiB blocks (a corpus or checkpoint need not fit in memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 def shared_dir():
     """The shared folder with corpora and the tokenizer cache (never committed)."""

@@ -39,8 +39,8 @@ import sys
 import numpy as np
 
 from . import stream
-from .format import DATA_ROOT, DataError, OneLineParser, range_error, shared_dir, write_dataset
-from .tokenizer import DEFAULT_PATTERN, PATTERNS, file_sha256, get_tokenizer
+from .format import DATA_ROOT, DataError, OneLineParser, file_sha256, range_error, shared_dir, write_dataset
+from .tokenizer import DEFAULT_PATTERN, PATTERNS, get_tokenizer
 
 # The works by genre (Folio categories; Troilus, a "problem play", counted with the tragedies).
 GENRES = {

@@ -21,12 +21,11 @@ dependency would buy nothing for the paper's tokenizer.
 
 import base64
 import binascii
-import hashlib
 import os
 
 import numpy as np
 
-from .format import DataError, shared_dir
+from .format import DataError, file_sha256, shared_dir
 
 EOT_TEXT = "\n<|eot|>\n"
 
@@ -107,11 +106,6 @@ def _registered(name):
         raise DataError(f"cannot load tiktoken encoding {name!r} ({type(e).__name__}); use byte, "
                         f"r50k_base, a tiktoken-format BPE file (path/to/tokenizer.model), or set "
                         f"TIKTOKEN_CACHE_DIR to a cache that has it")
-
-
-def file_sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def read_bpe_ranks(path):
