@@ -159,7 +159,8 @@ def train_members_batched(members, local_rank=0, quiet=False):
     device, dtype, use_compile = train.resolve_device(cfg, local_rank)
     ds, train_windows, val_windows, skip = train.load_data(cfg)
     T, B, n_real = cfg.seq_len, cfg.batch_size, len(train_windows)
-    steps, micro, accum, warmup_steps, eval_every, log_every, ckpt_every, _ = train.plan(cfg, n_real, B)
+    p = train.plan(cfg, n_real, B)
+    steps = p.steps
     dtype_name = train.dtype_name(dtype)
 
     # every member's folder is locked while the stack trains into it (train.lock_run_dir), as a lone
@@ -193,8 +194,8 @@ def train_members_batched(members, local_rank=0, quiet=False):
             def micro_batches(step):
                 """The accum micro-batches of step `step`: (K, micro, T) inputs and targets, each member's
                 rows from its own data order."""
-                idx = [s.micro_indices(step, B, 0, 1, accum) for s in streams]
-                for a in range(accum):
+                idx = [s.micro_indices(step, B, 0, 1, p.accum) for s in streams]
+                for a in range(p.accum):
                     w = train.to_device(np.stack([train_windows.get(ix[a]) for ix in idx]), device)   # (K, micro, T+1)
                     yield w[..., :-1], w[..., 1:]
 
@@ -211,43 +212,36 @@ def train_members_batched(members, local_rank=0, quiet=False):
                 train.save_checkpoint(os.path.join(m.cfg.out_dir, "ckpt.pt"), model, opt, step, m.cfg,
                                       {"wall_s": wall, "history": json.dumps(m.history), "dtype": dtype_name})
 
-            # ---- the loop: train.train's, with every member's log line, evaluation and checkpoint ----
+            # ---- the loop: train.loop, with every member's log line, evaluation and checkpoint ----
             meter = train.LossMeter(device, members=n)
-            for step in range(start, steps):
-                lr = train.lr_at(step, steps, warmup_steps, cfg.lr)
-                meter.add(train.train_step(stacked, stacked, optimizer, micro_batches(step), lr, cfg.grad_clip,
-                                           accum, device, dtype, member_losses), B * T)
-                done = step + 1
-                is_eval = done % eval_every == 0 or done == steps
-                is_ckpt = done % ckpt_every == 0 or done == steps
-                if not (done % log_every == 0 or is_eval or is_ckpt):
-                    continue
-                train_loss, tok_s, step_s = meter.read(world=1)      # tok_s: each member's own tokens per second
-                bad = [m.i for m, l in zip(group, train_loss) if not math.isfinite(l)]
+            step_fn = lambda step, lr: train.train_step(stacked, stacked, optimizer, micro_batches(step), lr,  # noqa: E731
+                                                        cfg.grad_clip, p.accum, device, dtype, member_losses)
+            for t in train.loop(p, start, cfg.lr, step_fn, meter, B * T):    # t.tok_s: each member's own tokens/s
+                bad = [m.i for m, l in zip(group, t.train_loss) if not math.isfinite(l)]
                 if bad:
-                    raise FloatingPointError(f"non-finite training loss at step {done} in member(s) {bad}; the last "
+                    raise FloatingPointError(f"non-finite training loss at step {t.done} in member(s) {bad}; the last "
                                              f"good checkpoints are kept; lower --lr or check the data")
                 share = (time.time() - t_start) / n                   # each member's share of the wall time
-                state = optimizer.state_dict() if is_ckpt else None
+                state = optimizer.state_dict() if t.is_ckpt else None
                 vals = []
                 for j, m in enumerate(group):
-                    rec = {"step": done, "epoch": done * B / n_real, "train_loss": train_loss[j], "lr": lr,
-                           "tok_s": tok_s, "mfu": flops_tok * tok_s / peak if peak else None,
+                    rec = {"step": t.done, "epoch": t.done * B / n_real, "train_loss": t.train_loss[j], "lr": t.lr,
+                           "tok_s": t.tok_s, "mfu": flops_tok * t.tok_s / peak if peak else None,
                            "elapsed_s": m.wall_s + share, "batched": n}
-                    if is_eval:
+                    if t.is_eval:
                         model = unstack(j)
-                        rec.update(train.eval_record(model, model, val_windows, train_windows, micro, device, dtype,
-                                                     skip, final=done == steps))
+                        rec.update(train.eval_record(model, model, val_windows, train_windows, p.micro, device, dtype,
+                                                     skip, final=t.done == steps))
                         m.history.append({k: rec[k] for k in ("step", "epoch", "train_loss", "val_loss", "param_norm")})
                         vals.append(rec["val_loss"])
                     with open(os.path.join(m.cfg.out_dir, "log.jsonl"), "a") as f:
                         f.write(json.dumps(rec) + "\n")
-                    if is_ckpt:
-                        save(j, m, done, m.wall_s + share, state)
+                    if t.is_ckpt:
+                        save(j, m, t.done, m.wall_s + share, state)
                 val = f" | val {min(vals):.4f}..{max(vals):.4f}" if vals else ""
-                say(f"step {done}/{steps} | train {min(train_loss):.4f}..{max(train_loss):.4f}{val} | lr {lr:.2e} | "
-                    f"{n * tok_s:,.0f} member-tok/s ({n} x {tok_s:,.0f}) | eta {(steps - done) * step_s:.0f}s")
-                meter.reset()
+                say(f"step {t.done}/{steps} | train {min(t.train_loss):.4f}..{max(t.train_loss):.4f}{val} | "
+                    f"lr {t.lr:.2e} | {n * t.tok_s:,.0f} member-tok/s ({n} x {t.tok_s:,.0f}) | "
+                    f"eta {(steps - t.done) * t.step_s:.0f}s")
             del stacked, optimizer, scratch
 
     # summaries: train.train resumes each finished checkpoint and writes config.json and summary.json as

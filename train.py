@@ -35,6 +35,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 import data
+import init_from
 from data import synthetic
 from data import OneLineParser  # noqa: F401  (re-exported: the tools' shared parser)
 from model import GPT, PRESETS, config_from_preset
@@ -84,7 +85,7 @@ class TrainConfig:
     ckpt_every: int = flag(0, "steps between checkpoints (0 = at every eval)", ">= 0")
     resume: bool = flag(False, "continue the run in out_dir from its checkpoint")
     # continued pre-training: start from these weights with a fresh optimizer, schedule and data order
-    init_from: str = flag("", "a run folder, a ckpt.pt or a Hugging Face Llama folder (export.py); the shape is the source's")
+    init_from: str = flag("", "a run folder, a ckpt.pt or a Hugging Face Llama folder (init_from.py); the shape is the source's")
     eval_only: bool = flag(False, "evaluate the initial weights (e.g. --init_from's) and write summary.json; no training")
     # hardware
     device: str = flag("auto", "auto | cpu | cuda | cuda:N")
@@ -756,8 +757,7 @@ def build_model(cfg, meta, device):
     """The run's GPT for a dataset's metadata, initialized from cfg.seed or loaded from cfg.init_from."""
     torch.manual_seed(cfg.seed)
     if cfg.init_from:
-        import export   # reading runs and HF folders lives there
-        return export.init_model(cfg, meta, device)
+        return init_from.init_model(cfg, meta, device)
     return GPT(config_from_preset(cfg.model, meta["vocab_size"], cfg.seq_len, attn=cfg.attn,
                                   doc_mask=cfg.doc_mask, eot_token=meta["eot_token"])).to(device)
 
@@ -795,6 +795,34 @@ def train_step(model, raw_model, optimizer, batches, lr, grad_clip, accum, devic
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return total
+
+
+class Tick(NamedTuple):
+    """A step at which loop() hands over: what the steps since the last one measured, and what is due."""
+    done: int                 # steps done
+    lr: float                 # the last step's learning rate
+    train_loss: float         # mean over the steps since the last tick (a list of K for stacked members)
+    tok_s: float              # tokens per second since the last tick (eval and checkpoint time excluded)
+    step_s: float             # seconds per step, likewise
+    is_eval: bool             # an evaluation is due (every eval_every steps, and at the end)
+    is_ckpt: bool             # a checkpoint is due (every ckpt_every steps, and at the end)
+
+
+def loop(p, start, peak_lr, step_fn, meter, tokens_per_step, world=1, stop=None):
+    """The training loop, the one every trainer runs (train() here, batched.py's stacked members): steps
+    start .. p.steps - 1 on the warmup + cosine schedule, step_fn(step, lr) taking one optimizer step and
+    returning its loss on the device. Yields a Tick at every log, eval or checkpoint step (and, in one
+    process, at the next step after a stop signal); the caller records, evaluates and checkpoints there,
+    and the meter restarts when it asks for the next step."""
+    for step in range(start, p.steps):
+        lr = lr_at(step, p.steps, p.warmup_steps, peak_lr)
+        meter.add(step_fn(step, lr), tokens_per_step)
+        done = step + 1
+        is_eval = done % p.eval_every == 0 or done == p.steps
+        is_ckpt = done % p.ckpt_every == 0 or done == p.steps
+        if done % p.log_every == 0 or is_eval or is_ckpt or (stop is not None and stop.signum and world == 1):
+            yield Tick(done, lr, *meter.read(world), is_eval, is_ckpt)
+            meter.reset()
 
 
 def eval_record(model, raw_model, val_windows, train_windows, micro, device, dtype, skip, final,
@@ -884,39 +912,32 @@ def train(cfg, rank=0, world=1, local_rank=0, loss_fn=default_loss, batches=None
                 eval_model, raw_model, val_windows, train_windows, p.micro, device, dtype, skip, final, rank,
                 world, pad=use_compile)}
 
-        # ---- the loop ----
+        # ---- the loop: one optimizer step per batch; at log, eval and checkpoint steps, record ----
         model.train()
         meter, peak, final = LossMeter(device), peak_flops(device, dtype), None
-        for step in range(r.start_step, p.steps):
-            lr = lr_at(step, p.steps, p.warmup_steps, cfg.lr)
-            meter.add(train_step(model, raw_model, optimizer, source.micro_batches(step, rank, world, p.accum, device),
-                                 lr, cfg.grad_clip, p.accum, device, dtype, loss_fn, world), cfg.batch_size * T)
-            done = step + 1
-            is_eval = done % p.eval_every == 0 or done == p.steps
-            is_ckpt = done % p.ckpt_every == 0 or done == p.steps
-            if not (done % p.log_every == 0 or is_eval or is_ckpt or (stop.signum and world == 1)):
-                continue
-            train_loss, tok_s, step_s = meter.read(world)
-            signum = agree_on_stop(stop, world, device) if done < p.steps else 0   # the last step just finishes
-            if not math.isfinite(train_loss):
-                diverged(r, done, "non-finite training loss")
-            rec = {"step": done, "epoch": done * source.per_step / source.n_seq, "train_loss": train_loss, "lr": lr,
-                   "tok_s": tok_s, "mfu": flops_tok * tok_s / peak if peak else None,
+        step_fn = lambda step, lr: train_step(model, raw_model, optimizer,                       # noqa: E731
+                                              source.micro_batches(step, rank, world, p.accum, device), lr,
+                                              cfg.grad_clip, p.accum, device, dtype, loss_fn, world)
+        for t in loop(p, r.start_step, cfg.lr, step_fn, meter, cfg.batch_size * T, world, stop):
+            signum = agree_on_stop(stop, world, device) if t.done < p.steps else 0   # the last step just finishes
+            if not math.isfinite(t.train_loss):
+                diverged(r, t.done, "non-finite training loss")
+            rec = {"step": t.done, "epoch": t.done * source.per_step / source.n_seq, "train_loss": t.train_loss,
+                   "lr": t.lr, "tok_s": t.tok_s, "mfu": flops_tok * t.tok_s / peak if peak else None,
                    "elapsed_s": r.wall_before + time.time() - t_start}
-            if is_eval:
-                rec.update(evaluation(done, final=done == p.steps))
+            if t.is_eval:
+                rec.update(evaluation(t.done, final=t.done == p.steps))
                 r.history.append({k: rec[k] for k in ("step", "epoch", "train_loss", "val_loss", "param_norm")})
-            say(log_line(rec, p.steps, peak, (p.steps - done) * step_s))
+            say(log_line(rec, p.steps, peak, (p.steps - t.done) * t.step_s))
             append_log(r, rec)
-            meter.reset()
-            if is_ckpt or signum:
+            if t.is_ckpt or signum:
                 # the loss of these weights: the eval's, or one val batch's (the same compiled graph)
-                loss_now = rec["val_loss"] if is_eval else evaluate(eval_model, val_windows[:p.micro], p.micro,
-                                                                    device, dtype, skip, pad=use_compile)
-                checkpoint(r, raw_model, optimizer, done, p.steps, loss_now, vocab, signum, rec["elapsed_s"])
+                loss_now = rec["val_loss"] if t.is_eval else evaluate(eval_model, val_windows[:p.micro], p.micro,
+                                                                      device, dtype, skip, pad=use_compile)
+                checkpoint(r, raw_model, optimizer, t.done, p.steps, loss_now, vocab, signum, rec["elapsed_s"])
             if signum:
-                stop_at_checkpoint(signum, done, p.steps, r.ckpt_path, cfg, world, master)
-            if is_eval and done == p.steps:
+                stop_at_checkpoint(signum, t.done, p.steps, r.ckpt_path, cfg, world, master)
+            if t.is_eval and t.done == p.steps:
                 final = rec
 
         # ---- summary: the schema fit.py, ensemble.py and sweep.py read ----
@@ -935,9 +956,8 @@ def checked(cfg, batches):
     if cfg.mix_data and batches is None:
         raise ConfigError("--mix_data (teacher samples in every batch) is sequence-level distillation: run it "
                           "with distill.py (or, in Python, train.train(..., batches=distill.MixedBatches))")
-    if cfg.init_from:   # the shape is the source's: record its preset name (export.init_model_name)
-        import export
-        cfg = dataclasses.replace(cfg, model=export.init_model_name(cfg))
+    if cfg.init_from:   # the shape is the source's: record its preset name
+        cfg = dataclasses.replace(cfg, model=init_from.init_model_name(cfg))
     return cfg
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import export
+import init_from
 import train
 from model import GPT, GPTConfig
 from train import TrainConfig
@@ -121,7 +122,7 @@ def test_init_from_a_run_and_evaluating_before_any_step_reproduces_its_val_loss(
                     quiet=True)
     assert c["steps"] > 0 and c["val_loss"] < base["val_loss"] + 0.05
     assert c["history"][0]["val_loss"] < base["history"][0]["val_loss"]   # not a fresh random init
-    with pytest.raises(export.SourceError, match="leave --model out"):
+    with pytest.raises(init_from.SourceError, match="leave --model out"):
         train.train(small(tiny_data, tmp_path / "x", init_from=str(tmp_path / "base"), model="tiny-240k"))
 
 
@@ -168,7 +169,7 @@ def test_init_from_an_hf_folder_matches_that_models_logits_and_loss(tiny_data, t
 ])
 def test_hf_variants_the_model_does_not_compute_are_refused(tiny_data, tmp_path, kw, word):
     tiny_llama(tmp_path, **kw)
-    with pytest.raises(export.SourceError, match=word):
+    with pytest.raises(init_from.SourceError, match=word):
         train.train(small(tiny_data, tmp_path / "x", init_from=str(tmp_path / "hf"), eval_only=True,
                           model=TrainConfig.model))
     assert not (tmp_path / "x").exists()
