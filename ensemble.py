@@ -54,7 +54,7 @@ import train
 from batched import train_members_batched
 from members import find_members
 from model import chunked_logits, ensemble_log_probs
-from train import ConfigError, TrainConfig, check_same_config
+from train import ConfigError, TrainConfig, check_same_config, flag
 
 # Flags that change how a run executes but not what it learns: a finished member trained with other
 # values of these is still the same member (the same list train.py's --resume check ignores).
@@ -319,23 +319,28 @@ def evaluate_ensemble(paths, device_flag="auto", dtype_flag="auto", combine="log
 # ----------------------------------------------------------------------------
 # Command line
 
+@dataclasses.dataclass
+class EnsembleConfig:
+    """ensemble.py's own options, each default once beside its flag's help and range (the members'
+    are TrainConfig's)."""
+    k: int = flag(0, "number of members to train (with --eval: use the first k)", ">= 0")
+    vary: str = flag("both", "what differs between members: both (init seed and data order, the paper's) | "
+                             "seed | data")
+    combine: str = flag("logits", "logits (average the logits, the paper's) | probs (average the probabilities) | "
+                                  "both (report both from one pass)")
+    eval_batch: int = flag(0, "val windows per batch (0 = the members' micro-batch)", ">= 0")
+    out: str = flag("", "where to write ensemble.json (default: next to the members)")
+    batched: bool = flag(False, "train the members together as one batched model (stacked weights, vmap), in "
+                                "one process: for GPUs (on CPU it is slower; bench.py measures both)")
+
+
 def build_parser():
     p = train.OneLineParser(description=__doc__.strip().split("\n\n")[0],
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                            ranges=dict(k=">= 0", eval_batch=">= 0"))
-    p.add_argument("--k", type=int, default=0, help="number of members to train (with --eval: use the first k)")
-    p.add_argument("--vary", choices=["both", "seed", "data"], default="both",
-                   help="what differs between members: init seed, data order, or both (the paper)")
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--eval", action="store_true", help="only evaluate --members (or the members in --out_dir)")
     p.add_argument("--members", nargs="+", default=None, help="run folders, globs, or an ensemble folder")
-    p.add_argument("--combine", choices=["logits", "probs", "both"], default="logits",
-                   help="average logits (the paper), probabilities, or report both from one pass")
-    p.add_argument("--eval_batch", type=int, default=0, help="val windows per batch (0 = the members' micro-batch)")
-    p.add_argument("--out", default=None, help="where to write ensemble.json (default: next to the members)")
     p.add_argument("--sample", action="store_true", help="sample text from --members: see sample.py for flags")
-    p.add_argument("--batched", action="store_true",
-                   help="train the members together as one batched model (stacked weights, vmap), in one "
-                        "process: for GPUs (on CPU it is slower; bench.py measures both)")
+    train.add_config_flags(p, config=EnsembleConfig)
     train.add_config_flags(p, skip=("resume",))   # members always resume: a rerun finishes the ensemble
     p.set_defaults(recipe="member", out_dir="out/ensemble")
     return p
@@ -361,8 +366,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     fields = [f.name for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)]
     cfg = TrainConfig(**{name: getattr(args, name) for name in fields})
+    o = EnsembleConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EnsembleConfig)})
 
     def body():
+        if o.vary not in ("both", "seed", "data") or o.combine not in ("logits", "probs", "both"):
+            raise ConfigError("--vary must be both, seed or data; --combine logits, probs or both")
         if args.eval:
             # members keep the settings they were trained with; a training flag here would do nothing
             ignored = [name for name in fields if name not in ("device", "dtype", "out_dir")
@@ -370,14 +378,14 @@ def main(argv=None):
             if ignored:
                 raise ConfigError(f"--{ignored[0]} does not apply to --eval: members keep their own settings")
             members = find_members(args.members or [cfg.out_dir])
-            if args.k:
-                if args.k > len(members):
-                    raise ConfigError(f"--k {args.k} but only {len(members)} members found")
-                members = members[:args.k]
-            evaluate_ensemble(members, cfg.device, cfg.dtype, combine=args.combine, batch=args.eval_batch,
-                              out=args.out)
+            if o.k:
+                if o.k > len(members):
+                    raise ConfigError(f"--k {o.k} but only {len(members)} members found")
+                members = members[:o.k]
+            evaluate_ensemble(members, cfg.device, cfg.dtype, combine=o.combine, batch=o.eval_batch,
+                              out=o.out or None)
             return
-        if args.k < 1:
+        if o.k < 1:
             raise ConfigError("--k (the number of members) must be >= 1 to train; use --eval to only evaluate")
         if args.members:
             raise ConfigError("--members is for --eval or --sample; to train, give --k and --out_dir")
@@ -386,14 +394,14 @@ def main(argv=None):
         # Ranks finish at different times (K % P != 0, or a resumed member), possibly hours apart; the
         # default process group would time out waiting, so the barrier uses a gloo group with a long one.
         waiter = dist.new_group(backend="gloo", timeout=datetime.timedelta(days=30)) if world > 1 else None
-        if args.batched and world > 1:
+        if o.batched and world > 1:
             raise ConfigError("--batched trains all members in one process; run it without torchrun")
-        members = train_members(cfg, args.k, args.vary, rank, world, local_rank, batched=args.batched)
+        members = train_members(cfg, o.k, o.vary, rank, world, local_rank, batched=o.batched)
         if world > 1:
             dist.barrier(group=waiter)
         if rank == 0:
-            evaluate_ensemble(members, cfg.device, cfg.dtype, combine=args.combine, batch=args.eval_batch,
-                              out=args.out or os.path.join(cfg.out_dir, "ensemble.json"), local_rank=local_rank)
+            evaluate_ensemble(members, cfg.device, cfg.dtype, combine=o.combine, batch=o.eval_batch,
+                              out=o.out or os.path.join(cfg.out_dir, "ensemble.json"), local_rank=local_rank)
     train.run_cli(body)
 
 

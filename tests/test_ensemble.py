@@ -244,7 +244,10 @@ def test_members_that_do_not_fit_together_are_refused(quick_member, change, name
 @pytest.mark.parametrize("argv,named", [(["--eval", "--members", "/nonexistent/m*"], "matches nothing"),
                                         (["--k", "0"], "--k"),
                                         (["--eval", "--members", "x", "--lr", "0.1"], "--lr"),
-                                        (["--k", "2", "--model", "nope"], "unknown --model")])
+                                        (["--k", "2", "--model", "nope"], "unknown --model"),
+                                        (["--k", "2", "--vary", "seeds"], "--vary"),
+                                        (["--eval", "--members", "x", "--combine", "max"], "--combine"),
+                                        (["--eval", "--members", "x", "--eval_batch", "-1"], "--eval_batch")])
 def test_cli_errors_are_one_line_and_exit_2(argv, named, capsys):
     with pytest.raises(SystemExit) as e:
         ensemble.main(argv)
