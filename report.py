@@ -279,34 +279,39 @@ def plot(out, nfits, kfits, joints, laws, eff):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
-    def curve(ax, f, color, label):
+    def curve(ax, f, color, label, scale):
         """Points, the fitted curve, and (only where E is identified) the asymptote and its band: an
-        unidentified E can sit far below the data and would squash the plot to a flat line."""
+        unidentified E can sit far below the data and would squash the plot to a flat line. The fits
+        are in billions; x is drawn times `scale` (parameters or tokens for N and D, 1 for K)."""
         x = np.array(f.x)
         xs = np.geomspace(x.min(), x.max() * (4 if f.identified else 1), 100)
-        ax.plot(x, f.y, "o", color=color, label=label + ("" if f.identified else " (E not identified)"))
-        ax.plot(xs, f.predict(xs), "-", color=color, lw=1)
+        ax.plot(x * scale, f.y, "o", color=color, label=label)
+        ax.plot(xs * scale, f.predict(xs), "-", color=color, lw=1)
         if f.identified and all(math.isfinite(v) for v in f.E_ci):
             ax.axhline(f.E, ls="--", color=color, lw=1)
             ax.axhspan(*f.E_ci, color=color, alpha=0.1)
         return list(f.y) + ([f.E] if f.identified else [])
 
     def ci(v):
-        return f"E={v.E:.4g} [{_fmt(v.E_ci[0])}, {_fmt(v.E_ci[1])}]"
-    figs = {
-        "loss_vs_N.png": ("parameters N (billions)",
-                          [(rec, [(f, f"D={_fmt(D, 3)}B: {ci(f)}") for (r, D), f in sorted(nfits.items(), key=str) if r == rec])
+        return f"E={v.E:.4g} [{_fmt(v.E_ci[0])}, {_fmt(v.E_ci[1])}]" if v.identified else "E not identified"
+
+    def people(billions):
+        return params_label(billions * 1e9)
+    figs = {   # name: (x label, x scale from billions, panels of (title, [(fit, label)]))
+        "loss_vs_N.png": ("parameters N", 1e9,
+                          [(rec, [(f, f"D={people(D)} tokens: {ci(f)}") for (r, D), f in sorted(nfits.items(), key=str) if r == rec])
                            for rec in sorted({r for r, _ in nfits})]),
-        "loss_vs_K.png": ("ensemble size K",
-                          [(f"{rec}, D={_fmt(D, 3)}B" + (f"\njoint {ci(joints[(rec, D)])}" if (rec, D) in joints else ""),
-                            [(f, f"N={k[2]:.3g}B: {ci(f)}") for k, (f, _) in sorted(kfits.items(), key=str) if k[:2] == (rec, D)])
+        "loss_vs_K.png": ("ensemble size K", 1,
+                          [(f"{rec}, D={people(D)} tokens" + (f"\njoint {ci(joints[(rec, D)])}" if (rec, D) in joints else ""),
+                            [(f, f"N={people(k[2])}: {ci(f)}") for k, (f, _) in sorted(kfits.items(), key=str) if k[:2] == (rec, D)])
                            for rec, D in sorted({k[:2] for k in kfits}, key=str)]),
-        "data_scaling.png": ("data D (billions of tokens)",
+        "data_scaling.png": ("data D (tokens)", 1e9,
                              [("best loss per D", [(f, f"{rec}: {ci(f)}") for rec, (f, _) in sorted(laws.items())])] if laws else []),
     }
     written = []
-    for name, (xlabel, panels) in figs.items():
+    for name, (xlabel, scale, panels) in figs.items():
         if not panels:
             continue
         cols = min(3, len(panels))
@@ -315,17 +320,21 @@ def plot(out, nfits, kfits, joints, laws, eff):
         for ax, (title, curves) in zip(axes.flat, panels):
             ys = []
             for c, (f, label) in enumerate(curves):
-                ys += curve(ax, f, f"C{c}", label)
+                ys += curve(ax, f, f"C{c}", label, scale)
             if ys:                                    # the data (and identified asymptotes), padded
                 lo, hi = min(ys), max(ys)
                 pad = 0.08 * (hi - lo) + 1e-3
                 ax.set_ylim(lo - pad, hi + 3 * pad)  # room on top for the legend
             if name == "data_scaling.png" and eff:
-                txt = "\n".join(f"{e['recipe']} @ {_fmt(e['D'], 3)}B: " + ("inf" if e["infinite"] else f"{e['multiplier']:.3g}x")
+                txt = "\n".join(f"{e['recipe']} @ D={people(e['D'])}: " + ("inf" if e["infinite"] else f"{e['multiplier']:.3g}x")
                                  + ("*" if e["warning"] else "") for e in eff[:10])
                 ax.text(0.02, 0.02, "data efficiency vs standard (* = flagged)\n" + txt, transform=ax.transAxes,
                         fontsize=7, va="bottom")
             ax.set(xscale="log", xlabel=xlabel, ylabel="val loss (nats/token)")
+            if scale > 1:                             # 92K, 1.0M rather than 9.2e-05 billions
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: params_label(v)))
+                ax.xaxis.set_minor_formatter(FuncFormatter(   # and 200K, 500K between the decades
+                    lambda v, _: params_label(v) if f"{v:.0e}"[0] in "25" else ""))
             ax.set_title(title, fontsize=9)
             ax.legend(fontsize=7, loc="upper right", framealpha=0.7)
         for ax in list(axes.flat)[len(panels):]:
