@@ -119,6 +119,17 @@ def sample_chunk(models, first_row, n, T, eot, temperature, combine, sampling, g
     return out
 
 
+# where the teachers and the dataset were when a corpus was sampled: recorded, but a corpus is matched
+# on their content (the SHA-256s beside them), so moving or copying a run folder keeps its corpus
+WHERE = ("teachers", "dataset")
+
+
+def same_corpus(stored, spec):
+    """Whether a stored corpus spec describes the corpus `spec` asks for (paths aside)."""
+    drop = lambda d: {k: v for k, v in (d or {}).items() if k not in WHERE}     # noqa: E731
+    return stored is not None and drop(stored) == drop(spec)
+
+
 def generate_corpus(models, paths, ds, out, n_tokens, seq_len, temperature=1.0, seed=0, combine="logits",
                     sampling="averaged", batch=64, dtype=torch.float32, max_chunks=None, rank=0, world=1,
                     quiet=False):
@@ -143,7 +154,7 @@ def generate_corpus(models, paths, ds, out, n_tokens, seq_len, temperature=1.0, 
             "sequence_tokens": T + 1, "teacher": spec}
     if os.path.exists(os.path.join(out, "meta.json")):
         with open(os.path.join(out, "meta.json")) as f:
-            if json.load(f).get("teacher") != spec:
+            if not same_corpus(json.load(f).get("teacher"), spec):
                 raise ConfigError(f"{out} holds a corpus sampled with other settings; delete it or choose "
                                   f"another --corpus")
         if rank == 0:   # chunks left by a run killed between writing the corpus and deleting them
@@ -160,7 +171,7 @@ def generate_corpus(models, paths, ds, out, n_tokens, seq_len, temperature=1.0, 
     if world > 1:
         dist.barrier()
     with open(spec_file) as f:
-        if json.load(f) != spec:
+        if not same_corpus(json.load(f), spec):
             raise ConfigError(f"{part} holds a partial corpus sampled with other settings; delete it or "
                               f"choose another --corpus")
 

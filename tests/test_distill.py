@@ -4,6 +4,7 @@ import copy
 import json
 import math
 import os
+import shutil
 from dataclasses import asdict
 
 import numpy as np
@@ -139,6 +140,21 @@ def test_interrupted_sampling_resumes_to_the_same_corpus(tiny_data, tmp_path):
     np.save(tmp_path / "marked.partial" / "chunk_000000.npy", np.full((4, T + 1), 5, dtype=np.uint16))
     marked = corpus_rows(gen("marked"), T)
     assert (marked[:4] == 5).all() and np.array_equal(marked[4:], full[4:])
+
+
+def test_a_corpus_is_matched_on_its_teachers_content_not_their_paths(tiny_data, tmp_path):
+    T = 16
+    first = save_teacher(tmp_path / "t", random_teacher(0, T), tiny_data, T)
+    models, ds = distill.load_teachers([first], "cpu")
+    gen = lambda paths: distill.generate_corpus(models, paths, ds, str(tmp_path / "corpus"), n_tokens=4 * T,  # noqa: E731
+                                                seq_len=T, batch=4, quiet=True)
+    rows = corpus_rows(gen([first]), T)
+    moved = str(tmp_path / "moved")
+    shutil.copytree(first, moved)                       # the same teacher in another folder: reused as it is
+    assert np.array_equal(corpus_rows(gen([moved]), T), rows)
+    other = save_teacher(tmp_path / "t2", random_teacher(1, T), tiny_data, T)
+    with pytest.raises(ConfigError, match="other settings"):
+        gen([other])                                    # another teacher's weights: refused
 
 
 # ---------------------------------------------------------------------------- logit distillation
