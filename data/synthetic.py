@@ -58,9 +58,15 @@ from .format import DATA_ROOT, Dataset, DataError, OneLineParser, range_error, w
 # with k = 1 each context is learned as soon as it is seen, and capacity (the rank of the
 # embedding -> logits map) limits small models, which is what gives a clean curve in N.
 # alpha = 0.3 makes each p_c peaked rather than flat. 128K val tokens measure a loss to ~0.003.
-DEFAULT = dict(V=1024, k=1, s=32, alpha=0.3, n_train=2_097_152, n_val=131_072, seed=1234)
+# shift > 0 makes a related source for continued pre-training (sweep.py's cpt preset): the source of
+# `seed` with that fraction of its contexts' next-symbol distributions redrawn (support and
+# probabilities, from the same prior) with shift_seed. The rest is the base source's, so what a model
+# learned there partly transfers; the limits below stay exact for the shifted source (bayes(D) is a
+# learner's that starts from the prior, which a model pretrained on the base can beat).
+DEFAULT = dict(V=1024, k=1, s=32, alpha=0.3, n_train=2_097_152, n_val=131_072, seed=1234, shift=0.0, shift_seed=0)
 # the ranges draw_source and build accept (the command line refuses anything else in one line)
-RANGES = dict(V=">= 2", k=">= 1", s=">= 1", alpha="> 0", n_train=">= 2", n_val=">= 2", seed=">= 0")
+RANGES = dict(V=">= 2", k=">= 1", s=">= 1", alpha="> 0", n_train=">= 2", n_val=">= 2", seed=">= 0",
+              shift="[0, 1]", shift_seed=">= 0")
 REPORT_D = (250_000, 500_000, 1_000_000, 2_000_000)  # limits stored in meta for convenience
 MAX_CONTEXTS = 2**20
 
@@ -74,22 +80,30 @@ class Source:
     seed: int
     support: np.ndarray  # (V^k, s) int64: S_c, the symbols that can follow context c
     probs: np.ndarray    # (V^k, s) float64: p_c on S_c, rows sum to 1
+    shift: float = 0.0   # the fraction of contexts redrawn from the source of `seed` (0: none)
+    shift_seed: int = 0
 
     def next_context(self, ctx, x):
         """Drop the oldest token of context ctx (base-V digits), append x."""
         return (ctx % self.V ** (self.k - 1)) * self.V + x
 
 
-def draw_source(V, k, s, alpha, seed):
-    if range_error(dict(V=V, k=k, s=s, alpha=alpha, seed=seed), RANGES) or not (s <= V and V ** k <= MAX_CONTEXTS):
-        raise DataError(f"bad synthetic parameters V={V} k={k} s={s} alpha={alpha}: need "
-                        f"1 <= s <= V, k >= 1, alpha > 0 and V^k <= {MAX_CONTEXTS}")
+def draw_source(V, k, s, alpha, seed, shift=0.0, shift_seed=0):
+    if range_error(dict(V=V, k=k, s=s, alpha=alpha, seed=seed, shift=shift, shift_seed=shift_seed), RANGES) \
+            or not (s <= V and V ** k <= MAX_CONTEXTS):
+        raise DataError(f"bad synthetic parameters V={V} k={k} s={s} alpha={alpha} shift={shift}: need "
+                        f"1 <= s <= V, k >= 1, alpha > 0, 0 <= shift <= 1 and V^k <= {MAX_CONTEXTS}")
     rng = np.random.default_rng([seed, 0])
     n_ctx = V ** k
     # s distinct symbols per context, uniformly: the first s of a random permutation of V
     support = np.argsort(rng.random((n_ctx, V)), axis=1)[:, :s].astype(np.int64)
     probs = rng.dirichlet(np.full(s, alpha), size=n_ctx)
-    return Source(V, k, s, alpha, seed, support, probs)
+    if shift > 0:   # redraw round(shift * V^k) contexts, chosen uniformly, from the same prior
+        rng = np.random.default_rng([seed, 2, shift_seed])
+        redo = rng.choice(n_ctx, size=round(shift * n_ctx), replace=False)
+        support[redo] = np.argsort(rng.random((len(redo), V)), axis=1)[:, :s]
+        probs[redo] = rng.dirichlet(np.full(s, alpha), size=len(redo))
+    return Source(V, k, s, alpha, seed, support, probs, shift, shift_seed)
 
 
 def transition_matrix(src):
@@ -137,10 +151,15 @@ def entropy_rate(src, pi):
     return float(pi @ h)
 
 
-def make_source(V, k, s, alpha, seed, max_tries=100):
-    """Draw sources with seeds seed, seed+1, ... until one is ergodic; returns (src, pi)."""
+def make_source(V, k, s, alpha, seed, max_tries=100, shift=0.0, shift_seed=0):
+    """Draw sources with seeds seed, seed+1, ... until one is ergodic; returns (src, pi). A shifted
+    source starts from the base source of `seed` as it was drawn (the same retries) and retries
+    shift_seed, shift_seed+1, ... instead."""
+    if shift > 0:
+        base = make_source(V, k, s, alpha, seed, max_tries)[0].seed
     for t in range(max_tries):
-        src = draw_source(V, k, s, alpha, seed + t)
+        src = draw_source(V, k, s, alpha, base, shift, shift_seed + t) if shift > 0 else \
+            draw_source(V, k, s, alpha, seed + t)
         P = transition_matrix(src)
         recurrent = recurrent_class(P)
         if recurrent is not None:
@@ -152,20 +171,21 @@ def make_source(V, k, s, alpha, seed, max_tries=100):
 def source_from_meta(meta):
     """Rebuild the exact source of a synthetic dataset (a pure function of its parameters)."""
     p = meta["synthetic"]
-    return draw_source(p["V"], p["k"], p["s"], p["alpha"], p["seed_used"])
+    return draw_source(p["V"], p["k"], p["s"], p["alpha"], p["seed_used"], p.get("shift", 0.0),
+                       p.get("shift_seed_used", 0))
 
 
 # ----------------------------------------------------------------------------------------------
 # sampling
 
-def sample(src, pi, n, seed):
+def sample(src, pi, n, seed, stream=1):
     """n tokens of the chain, started from a context drawn from pi (so stationary throughout).
 
     A plain Python loop over per-context cumulative distributions: each step is one bisect and
     a few integer operations (~1 us/token), and nothing vectorizes a Markov chain's dependence
     of each step on the last.
     """
-    rng = np.random.default_rng([seed, 1])  # its own stream, apart from the source's [seed, 0]
+    rng = np.random.default_rng([seed, stream])  # its own stream, apart from the source's [seed, 0]
     V, k = src.V, src.k
     ctx = int(rng.choice(len(pi), p=pi))
     first = [(ctx // V ** (k - 1 - i)) % V for i in range(k)]  # the context's k tokens
@@ -250,18 +270,22 @@ def limits(dataset, train_tokens, windows):
 # ----------------------------------------------------------------------------------------------
 # the dataset
 
-def build(V, k, s, alpha, n_train, n_val, seed):
+def build(V, k, s, alpha, n_train, n_val, seed, shift=0.0, shift_seed=0):
     """Tokens and meta of a synthetic dataset: one chain, val = its last n_val tokens."""
-    src, pi = make_source(V, k, s, alpha, seed)
-    stream = sample(src, pi, n_train + n_val, src.seed)
+    src, pi = make_source(V, k, s, alpha, seed, shift=shift, shift_seed=shift_seed)
+    # a shifted source's stream is sampled apart from its base's (which uses stream 1)
+    stream = sample(src, pi, n_train + n_val, src.seed, stream=1 if not shift else 3 + src.shift_seed)
     params = dict(V=V, k=k, s=s, alpha=alpha, n_train=n_train, n_val=n_val, seed=seed)
+    if shift > 0:   # (unshifted sources keep the fingerprint they always had)
+        params.update(shift=shift, shift_seed=shift_seed)
     meta = {
         "name": "synthetic", "tokenizer": "synthetic", "vocab_size": V + 1, "eot_token": V,
         # the source is a pure function of its parameters, so they are what we fingerprint
         "source_sha256": hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest(),
         "eval_skip": k - 1,
         "synthetic": {
-            **params, "seed_used": src.seed, "entropy_rate": entropy_rate(src, pi),
+            **params, "seed_used": src.seed, **({"shift_seed_used": src.shift_seed} if shift > 0 else {}),
+            "entropy_rate": entropy_rate(src, pi),
             "recurrent_contexts": int(np.count_nonzero(pi > 0)),
             "note": (f"token {V} is the end-of-document token: never in the stream, there so "
                      f"sampling from an empty context is defined. Limits leave out the first "

@@ -5,12 +5,13 @@ import os
 import pytest
 
 import sweep
+import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOY = dict(
     dataset="data_toy_domain", prepare=None,
-    source=dict(V=32, k=1, s=4, alpha=0.5, n_train=10_000, n_val=2_048, seed=11),
+    source=dict(V=32, k=1, s=4, alpha=0.5, n_train=10_000, n_val=2_048, seed=7, shift=0.5, shift_seed=11),
     base_source=dict(V=32, k=1, s=4, alpha=0.5, n_train=12_000, n_val=2_048, seed=7),
     base=dict(model="tiny-67k", D=4_096, epochs=1, lr=1e-2, wd=0.1),
     D=2_048, data_budgets=[4_096, 8_192], seq_len=32, batch_size=8, val_tokens=1_024,   # fit.py reads D < 1000 as billions
@@ -49,3 +50,11 @@ def test_cpt_dry_run_plans_without_training(tmp_path, monkeypatch, capsys):
     sweep.main(["--preset", "cpt_toy", "--runs_dir", str(tmp_path / "runs"), "--dry_run"])
     text = capsys.readouterr().out
     assert "runs to train" in text and not (tmp_path / "runs" / "continued").exists()
+
+
+def test_a_changed_generated_source_is_refused_not_silently_reused(tmp_path):
+    path = str(tmp_path / "runs" / "data_src")
+    params = dict(V=16, k=1, s=4, alpha=0.5, n_train=2_000, n_val=512, seed=3)
+    assert sweep.generate_once(path, params) == sweep.generate_once(path, params) == path   # made, then reused
+    with pytest.raises(train.ConfigError, match="other parameters"):
+        sweep.generate_once(path, {**params, "shift": 0.5, "shift_seed": 1})    # the preset changed: refused

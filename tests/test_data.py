@@ -130,6 +130,23 @@ def test_generation_is_deterministic_given_the_seed():
     assert not np.array_equal(a_train, c_train)
 
 
+def test_a_shifted_source_redraws_that_fraction_of_contexts_and_keeps_the_rest(tmp_path):
+    params = dict(SMALL, n_train=5_000, n_val=1_000)
+    base, _ = synthetic.make_source(*(params[key] for key in ("V", "k", "s", "alpha", "seed")))
+    shifted, _ = synthetic.make_source(*(params[key] for key in ("V", "k", "s", "alpha", "seed")),
+                                       shift=0.25, shift_seed=3)
+    same = (base.support == shifted.support).all(1) & (base.probs == shifted.probs).all(1)   # (V^k,)
+    assert (~same).sum() == round(0.25 * 16 ** 2)               # a quarter redrawn, the rest the base's
+    path = synthetic.generate(str(tmp_path / "shifted"), **params, shift=0.25, shift_seed=3)
+    ds = load_dataset(path)
+    again = synthetic.source_from_meta(ds.meta)                 # the limits rebuild the shifted source
+    assert np.array_equal(again.probs, shifted.probs) and np.array_equal(again.support, shifted.support)
+    b_train, _, b_meta = synthetic.build(**params)
+    assert not np.array_equal(ds.train[:100], b_train[:100])    # its own stream, not the base's
+    assert ds.meta["source_sha256"] != b_meta["source_sha256"]
+    assert "shift" not in b_meta["synthetic"]                   # unshifted sources keep their fingerprint
+
+
 def test_synthetic_dataset_is_made_on_first_use_and_then_reused(tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic, "DEFAULT", dict(SMALL, n_train=20_000, n_val=4_000))
     ds = load_dataset("synthetic", root=str(tmp_path))
