@@ -741,8 +741,10 @@ def generate_once(path, params):
         have = json.load(f)["synthetic"]
     want = {**synthetic.DEFAULT, **params}
     if any(have.get(k, synthetic.DEFAULT[k]) != v for k, v in want.items()):
+        runs = os.path.dirname(path)
         raise train.ConfigError(f"{path} was generated from other parameters than the preset's (it changed "
-                                f"since); its runs trained on the old source: delete {os.path.dirname(path)} and rerun")
+                                f"since); its runs trained on the old source: delete {runs} and the points kept "
+                                f"from them (results/{os.path.basename(runs)}/runs), then rerun")
     return path
 
 
