@@ -42,6 +42,16 @@ class BadInput(Exception):
     """Input that cannot be read or fitted: main prints it as one line and exits with code 2."""
 
 
+def _short(recipe):
+    """A recipe's label for a figure: 'cpt tuned [runs/cpt/data_cpt_domain/synthetic]' ->
+    'cpt tuned [data_cpt_domain/synthetic]' (the group key keeps the whole path)."""
+    name, _, tag = recipe.partition(" [")
+    if not tag:
+        return name
+    dataset, _, tokenizer = tag.rstrip("]").rpartition("/")
+    return f"{name} [{os.path.basename(os.path.normpath(dataset)) if dataset else ''}/{tokenizer}]"
+
+
 def _billions(v):
     return v / 1e9 if v >= 1e3 else v  # raw counts -> billions; values < 1000 are billions already
 
@@ -301,14 +311,14 @@ def plot(out, nfits, kfits, joints, laws, eff):
         return params_label(billions * 1e9)
     figs = {   # name: (x label, x scale from billions, panels of (title, [(fit, label)]))
         "loss_vs_N.png": ("parameters N", 1e9,
-                          [(rec, [(f, f"D={people(D)} tokens: {ci(f)}") for (r, D), f in sorted(nfits.items(), key=str) if r == rec])
+                          [(_short(rec), [(f, f"D={people(D)} tokens: {ci(f)}") for (r, D), f in sorted(nfits.items(), key=str) if r == rec])
                            for rec in sorted({r for r, _ in nfits})]),
         "loss_vs_K.png": ("ensemble size K", 1,
-                          [(f"{rec}, D={people(D)} tokens" + (f"\njoint {ci(joints[(rec, D)])}" if (rec, D) in joints else ""),
+                          [(f"{_short(rec)}, D={people(D)} tokens" + (f"\njoint {ci(joints[(rec, D)])}" if (rec, D) in joints else ""),
                             [(f, f"N={people(k[2])}: {ci(f)}") for k, (f, _) in sorted(kfits.items(), key=str) if k[:2] == (rec, D)])
                            for rec, D in sorted({k[:2] for k in kfits}, key=str)]),
         "data_scaling.png": ("data D (tokens)", 1e9,
-                             [("best loss per D", [(f, f"{rec}: {ci(f)}") for rec, (f, _) in sorted(laws.items())])] if laws else []),
+                             [("best loss per D", [(f, f"{_short(rec)}: {ci(f)}") for rec, (f, _) in sorted(laws.items())])] if laws else []),
     }
     written = []
     for name, (xlabel, scale, panels) in figs.items():
@@ -326,10 +336,20 @@ def plot(out, nfits, kfits, joints, laws, eff):
                 pad = 0.08 * (hi - lo) + 1e-3
                 ax.set_ylim(lo - pad, hi + 3 * pad)  # room on top for the legend
             if name == "data_scaling.png" and eff:
-                txt = "\n".join(f"{e['recipe']} @ D={people(e['D'])}: " + ("inf" if e["infinite"] else f"{e['multiplier']:.3g}x")
-                                 + ("*" if e["warning"] else "") for e in eff[:10])
-                ax.text(0.02, 0.02, "data efficiency vs standard (* = flagged)\n" + txt, transform=ax.transAxes,
-                        fontsize=7, va="bottom")
+                # each recipe's point at its D, and an arrow to the D the standard recipe needs for that
+                # loss: the data-efficiency multiplier, read as a distance along the x axis
+                for c, e in enumerate(eff[:6], start=len(curves)):
+                    x0 = e["D"] * scale
+                    mult = "inf" if e["infinite"] else f"{e['multiplier']:.3g}x"
+                    ax.plot([x0], [e["loss"]], "*", ms=10, color=f"C{c}",
+                            label=f"{_short(e['recipe'])}: {mult}" + (" (flagged)" if e["warning"] else ""))
+                    if not e["infinite"] and math.isfinite(e["multiplier"]):
+                        ax.annotate("", xy=(x0 * e["multiplier"], e["loss"]), xytext=(x0, e["loss"]),
+                                    arrowprops=dict(arrowstyle="->", color=f"C{c}", lw=1, ls=":"))
+                    ys.append(e["loss"])
+                lo, hi = min(ys), max(ys)
+                pad = 0.08 * (hi - lo) + 1e-3
+                ax.set_ylim(lo - pad, hi + 3 * pad)
             ax.set(xscale="log", xlabel=xlabel, ylabel="val loss (nats/token)")
             if scale > 1:                             # 92K, 1.0M rather than 9.2e-05 billions
                 ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: params_label(v)))
@@ -587,7 +607,8 @@ def findings(singles, ens_rows, js):
 
 def write(singles, ens_rows, js, out):
     """headline.png and findings.md in `out` (skipped when there is no regularized recipe)."""
-    if main_budget(singles) is None:
+    D = main_budget(singles)
+    if D is None or len({r["N"] for r in singles if r["D"] == D}) < 2:   # no size axis (e.g. the cpt preset)
         return []
     headline(singles, js, os.path.join(out, "headline.png"))
     text = findings(singles, ens_rows, js)
