@@ -493,8 +493,9 @@ PAPER = dict(standard=3.75, regularized_E=3.43, ensemble_E=3.34, joint_E=3.17, s
              self_student=3.43, gain_kept=0.83, eff_regularized=2.29, eff_joint=5.17)
 
 
-def findings(singles, ens_rows, js):
-    """The findings table (markdown): each row states its criterion; sigma is the pooled seed sd."""
+def findings(singles, ens_rows, js, cpt=None):
+    """The findings table (markdown): each row states its criterion; sigma is the pooled seed sd.
+    cpt: the cpt preset's fits.json (a dict), if it has run: its multipliers fill the CPT row."""
     D = main_budget(singles)
     sig = js.get("sigma_seed") or float("nan")
     std, reg = searched(singles, "standard", D), searched(singles, "regularized", D)
@@ -597,7 +598,11 @@ def findings(singles, ens_rows, js):
             ", ".join(f"{m:.2f}x at {d * 1e9:,.0f}" for d, m in mults),
             "every multiplier > 1.1 and largest / smallest < 1.5", ratio < 1.5 and min(m for _, m in mults) > 1.1)
     row("lower loss buys downstream accuracy", "+9% (ensemble), +7% (student)", "-", "evaluate.py", None)
-    row("the recipe wins in continued pre-training", "17.5x data efficiency", "-", "the cpt preset", None)
+    cpt_eff = [e for e in (cpt or {}).get("efficiency", []) if not e["recipe"].startswith("base")]
+    row("the recipe wins in continued pre-training", "17.5x data efficiency",
+        ", ".join(f"{e['recipe'].split(' [')[0]} {e['multiplier']:.2f}x" for e in cpt_eff) + " (results/cpt)" if cpt_eff else "-",
+        "the cpt preset: every multiplier > 1.1, no fit.py warning",
+        all(e["multiplier"] > 1.1 and not e["warning"] for e in cpt_eff) if cpt_eff else None)
     head = ["| finding (paper section 1) | paper | this miniature | criterion | verdict |", "|---|---|---|---|---|"]
     return "\n".join(head + rows) + f"\n\nsigma = pooled seed sd = {sig:.4f} nats; D = {D * 1e9:,.0f} tokens.\n"
 
@@ -611,7 +616,9 @@ def write(singles, ens_rows, js, out):
     if D is None or len({r["N"] for r in singles if r["D"] == D}) < 2:   # no size axis (e.g. the cpt preset)
         return []
     headline(singles, js, os.path.join(out, "headline.png"))
-    text = findings(singles, ens_rows, js)
+    cpt_path = os.path.join(os.path.dirname(os.path.abspath(out)), "cpt", "fits.json")   # results/cpt beside
+    cpt = json.load(open(cpt_path)) if os.path.exists(cpt_path) and os.path.basename(os.path.abspath(out)) != "cpt" else None
+    text = findings(singles, ens_rows, js, cpt)
     _atomic(os.path.join(out, "findings.md"), lambda p: open(p, "w").write(text))
     return ["headline.png", "findings.md"]
 

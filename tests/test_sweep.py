@@ -94,6 +94,13 @@ def test_findings_table_judges_each_row_by_its_stated_criterion():
     bad = report.findings(rows({1e-4: (2.00, [2.02, 2.02]), 2e-4: (1.90, [2.01, 2.01])}), [], js)
     assert [l for l in bad.splitlines() if "monotonically" in l][0].endswith("| not shown |")
     assert "lower loss buys downstream accuracy" in good and "not measured yet" in good
+    # the continued pre-training row reads the cpt preset's fits.json when it has run
+    cpt = {"efficiency": [{"recipe": "base before CPT [d/t]", "multiplier": 0.7, "warning": None},
+                          {"recipe": "cpt tuned [d/t]", "multiplier": 7.0, "warning": None}]}
+    row = lambda text: [l for l in text.splitlines() if "continued pre-training" in l][0]   # noqa: E731
+    assert row(good).endswith("| not measured yet |")
+    with_cpt = row(report.findings(rows({1e-4: (2.00, [2.02, 2.02])}), [], js, cpt))
+    assert "cpt tuned 7.00x" in with_cpt and "base" not in with_cpt.split("|")[3] and with_cpt.endswith("| shown |")
 
 
 def test_report_keeps_scored_runs_and_draws_the_downstream_figure(tmp_path):
