@@ -553,6 +553,11 @@ NULL_WHEN_SMALL = {3: {"reproduces_committed_max_abs_diff"}}
 # ensemble; 6 fits runs of 1 and 2 with its own)
 NEEDS = {2: [1], 4: [3], 5: [4], 6: [1, 2]}
 # who the seeds in an expected block's header are, where an exercise also reads another's runs
+# where an exercise's D or source is not the mini's, the noise measured there differs: say so
+NOISE_NOTE = {n: ". At this exercise's D = 64 KiB the first mini measured 0.018: use that one here"
+              for n in (1, 2, 6)}
+NOISE_NOTE[7] = (". This exercise's generated source is another dataset (nats per symbol): its seed sd is the "
+                 "gap between the two standard seeds below")
 SEED_NOTE = {4: " (member 1; member 0 is exercise 3's seed-0 run)", 5: " (the student; its teachers are seeds 0 and 1)"}
 FIGURES = {1: ["learning_curves.png"], 2: ["wd_vs_standard.png"], 3: ["loss_vs_N.png"], 4: ["ensemble.png"],
            5: ["distill.png"], 6: ["efficiency.png", "own/loss_vs_N.png", "own/data_scaling.png", "mini/loss_vs_N.png"],
@@ -662,12 +667,13 @@ def expected_lines(n, e, noise):
     threads = f"{m['threads']} thread" if m["threads"] == 1 else f"{m['threads'] or 'default'} threads"
     head = (f"Recorded {e['recorded']} (git {e['git']}) on {m['cpu']} ({m['cores']} cores, a VM), {threads}, "
             f"torch {m['torch']}, {m['device']} {m['dtype']}, seeds {', '.join(map(str, e['seeds']))}"
-            f"{SEED_NOTE.get(n, '')}: **{e['wall_s'] / 60:.1f} min**")
+            f"{SEED_NOTE.get(n, '')}: **{(e['wall_s'] + e['reused_runs_wall_s']) / 60:.1f} min**")
     if e["reused_runs"]:
-        head += (f" ({e['reused_runs']} of its runs were trained by an earlier invocation of the same commands "
-                 f"and found finished: add their {e['reused_runs_wall_s'] / 60:.1f} min of training)")
-    head += (f". Seed noise: sd {fmt(noise['seed_sd'])} nats between seeds of one config (pooled over the "
-             f"committed mini's fresh seeds, D = 256 KiB).")
+        head += (f" in all ({e['wall_s'] / 60:.1f} min here, plus {e['reused_runs_wall_s'] / 60:.1f} min for "
+                 f"{e['reused_runs']} runs an earlier invocation of the same commands trained and this one found finished)")
+    head += (f". Seed noise: sd {fmt(noise['seed_sd'])} nats between seeds of one config, measured by the "
+             f"committed mini (fresh seeds 1-3 at each searched point, D = 256 KiB){NOISE_NOTE.get(n, '')}; "
+             f"a difference under about two of those is not a finding.")
     rows = []
     if n in (1, 2):
         eps = " / ".join(r["val_loss"])
@@ -699,7 +705,8 @@ def expected_lines(n, e, noise):
                  (f"gain from {ms[0]} to {ms[-1]}, wd 0.1 (seed 0)", f"{r['gain_standard_seed0']:+.3f}"),
                  ("your runs vs the committed runs of the same command (max abs diff)",
                   "-" if r["reproduces_committed_max_abs_diff"] is None else f"{r['reproduces_committed_max_abs_diff']:.1e}"),
-                 ("mini standard recipe at its searched epochs, 5 sizes small to large", slash(r["mini_standard_searched"])),
+                 ("mini standard recipe at its searched epochs, 5 sizes small to large (a fresh seed, not the search's seed 0)",
+                  slash(r["mini_standard_searched"])),
                  ("seed-to-seed sd (pooled, committed mini)", fmt(r["seed_sd"]))]
     elif n == 4:
         rows += [("members (seed 0 / seed 1)", " / ".join(fmt(v) for v in r["member_losses"])),
@@ -724,7 +731,8 @@ def expected_lines(n, e, noise):
         o = r["own_efficiency"]
         rows += [(f"your regularized N fit ({r['own_N_fit']['n']} sizes, D = {FULL.D_small // 1024}K)", fitrow(r["own_N_fit"])),
                  (f"your standard data law ({r['own_data_law']['n']} budgets, tiny-67k)", fitrow(r["own_data_law"])),
-                 (f"data efficiency: regularized {o['of']} {fmt(o['loss'])} vs standard {fmt(o['baseline_loss'])}",
+                 (f"data efficiency: your regularized {o['of']} at D = {FULL.D_small // 1024}K (the lowest of the "
+                  f"three sizes' runs) {fmt(o['loss'])} vs standard {fmt(o['baseline_loss'])}",
                   f"{o['multiplier']:.2f}x")]
         rows += [(f"committed mini, {f['recipe']} ({f['n']} sizes)", fitrow(f)) for f in r["mini_N_fits"]]
         p = r["paper"]
