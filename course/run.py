@@ -271,7 +271,7 @@ def draw_curves(ax, runs, title):
     for c, (e, s) in zip(colors, runs):
         ep, val, tr = zip(*curve(s))
         ax.plot(ep, val, "-o", color=c, ms=3, label=f"{e:g} epochs: val")
-        ax.plot(ep, tr, "--", color=c, lw=1, label=f"{e:g} epochs: train")
+        ax.plot(ep, tr, "--", color=c, lw=1, label=f"{e:g} epochs: train (batch mean)")
     ax.set_xlabel("epochs over D (passes)")
     ax.set_ylabel("loss (nats/byte)")
     ax.set_title(title, fontsize=10)
@@ -284,7 +284,9 @@ def draw_final(ax, series, title):
         x, y = zip(*pts)
         ax.plot(x, y, style, label=label)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("epochs over D (log 2)")
+    xs = sorted({x for _, _, pts in series for x, _ in pts})
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])         # 4, 8, 16, 32 rather than 2^2 .. 2^5
+    ax.set_xlabel("epochs over D (log scale)")
     ax.set_ylabel("final loss (nats/byte)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -302,6 +304,8 @@ def draw_bars(ax, labels, values, title, floors=()):
     lo = min(list(values) + [y for y, _, _ in floors])
     hi = max(values)
     ax.set_ylim(lo - 0.25 * (hi - lo + 1e-3), hi + 0.15 * (hi - lo + 1e-3))
+    ax.text(0.99, 0.01, "axis does not start at 0", transform=ax.transAxes, ha="right", va="bottom",
+            fontsize=7, color="#555555")       # the bars' heights exaggerate the gaps: say so
     ax.set_xticks(range(len(values)))
     ax.set_xticklabels(labels, fontsize=8)
     ax.set_ylabel("val loss (nats/byte)" if not floors else "val loss (nats/symbol)")
@@ -376,7 +380,7 @@ def analyze_epochs(n, S, out, cmds):
         figure(os.path.join(d, "learning_curves.png"), lambda a, b: (
             draw_curves(a, sorted(runs.items()), f"tiny-67k, D = {r['D']:,} bytes, wd {S.wd_std:g}: each run's curve"),
             draw_final(b, [("val", "-o", sorted(val.items())),
-                           ("train", "--s", sorted((e, s["train_loss"]) for e, s in runs.items()))],
+                           ("train (evaluated on the training windows)", "--s", sorted((e, s["train_loss"]) for e, s in runs.items()))],
                        "final loss of each run vs its epochs")), ncols=2)
         return r
     std = analyze_prior(1, S, out)
@@ -424,14 +428,17 @@ def analyze_size(n, S, out, cmds):
         ax.errorbar(Ns, [runs[m]["val_loss"] for m in runs], yerr=r["seed_sd"], fmt="-o", color="#2973a4",
                     capsize=3, label=f"your runs: wd {S.wd_reg:g}, {S.epochs_long} epochs (bars: 1 seed sd)")
         for m in runs:
-            for s, v in std16[m].items():
-                ax.plot(runs[m]["N"], v, "s", color="#dc7744", ms=5,
+            for s, v in std16[m].items():    # hollow, so a point under it stays visible
+                ax.plot(runs[m]["N"], v, "s", mfc="none", mec="#dc7744", ms=7,
                         label=f"mini (committed): wd {full.wd_std:g}, {full.epochs_long} epochs" if (m, s) == (m_small, 0) else None)
         Nof = {p["model"]: p["N"] for p in mini_points() if "model" in p}
         sp = r["mini_standard_searched"]
         ax.plot([Nof[m] for m in sp], list(sp.values()), ":^", color="#7c8797",
                 label="mini (committed): wd 0.1 at its best epochs")
         ax.set_xscale("log")
+        ticks = sorted(set(Ns) | {Nof[m] for m in sp})
+        ax.set_xticks(ticks, [f"{n / 1e3:.0f}K" if n < 1e6 else f"{n / 1e6:.1f}M" for n in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("parameters N (with embeddings, log)")
         ax.set_ylabel("val loss (nats/byte)")
         ax.set_title(f"D = {r['D']:,} bytes: loss vs model size", fontsize=10)
@@ -466,7 +473,9 @@ def analyze_ensemble(n, S, out, cmds):
     figure(os.path.join(d, "distill.png"), lambda a: draw_bars(
         a, ["member\n(mean of 2)", "best\nmember", "student\n(distilled)", "ensemble\n(teacher)"],
         [r["member_mean"], r["member_best"], r["student_val"], r["ensemble"]],
-        f"tiny-67k, D = {r['D']:,} bytes: the student keeps {r['gain_kept']:.0%} of the ensemble's gain"))
+        f"tiny-67k, D = {r['D']:,} bytes: the student keeps " +
+        (f"{r['gain_kept']:.0%} of the ensemble's gain" if r["gain_kept"] >= 0 else
+         f"none of the ensemble's gain ({r['gain_kept']:.0%})")))
     return r
 
 def analyze_fits(n, S, out, cmds):
