@@ -27,6 +27,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: on 2 cores a spinning BLAS thread doubles the time of many small fits
 import csv
 import json
+import re
 import math
 import sys
 import time
@@ -50,6 +51,13 @@ def _short(recipe):
         return name
     dataset, _, tokenizer = tag.rstrip("]").rpartition("/")
     return f"{name} [{os.path.basename(os.path.normpath(dataset)) if dataset else ''}/{tokenizer}]"
+
+
+def unit_of(texts):
+    """What one token is, from the '[dataset/tokenizer]' tags in a panel's title and labels: byte,
+    symbol (a generated source) or token (BPE, or a mix)."""
+    toks = {t for text in texts for t in re.findall(r"\[[^\]]*/([^\]/]+)\]", text)}
+    return {"byte": "byte", "synthetic": "symbol"}.get(toks.pop(), "token") if len(toks) == 1 else "token"
 
 
 def _billions(v):
@@ -350,7 +358,7 @@ def plot(out, nfits, kfits, joints, laws, eff):
                 lo, hi = min(ys), max(ys)
                 pad = 0.08 * (hi - lo) + 1e-3
                 ax.set_ylim(lo - pad, hi + 3 * pad)
-            ax.set(xscale="log", xlabel=xlabel, ylabel="val loss (nats/token)")
+            ax.set(xscale="log", xlabel=xlabel, ylabel=f"val loss (nats per {unit_of([title] + [label for _, label in curves])})")
             if scale > 1:                             # 92K, 1.0M rather than 9.2e-05 billions
                 ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: params_label(v)))
                 ax.xaxis.set_minor_formatter(FuncFormatter(   # and 200K, 500K between the decades

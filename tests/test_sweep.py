@@ -118,3 +118,12 @@ def test_report_keeps_scored_runs_and_draws_the_downstream_figure(tmp_path):
     sw.downstream(s, str(out))
     assert (out / "downstream.png").stat().st_size > 1000
     assert sorted(p.name for p in (out / "runs" / "eval").iterdir()) == ["r0.json", "r1.json"]
+
+
+def test_fit_figures_name_the_unit_their_tokenizer_counts_in():
+    sys.path.insert(0, REPO)
+    import report
+    assert report.unit_of(["regularized [shakespeare_byte/byte]", "D=262K tokens: E not identified"]) == "byte"
+    assert report.unit_of(["best loss per D", "cpt tuned [runs/cpt/data_cpt_domain/synthetic]: 7.09x"]) == "symbol"
+    assert report.unit_of(["standard [dclm/r50k_base], D=200M tokens"]) == "token"
+    assert report.unit_of(["a [x/byte]", "b [y/synthetic]"]) == "token"           # a mix: the general word
