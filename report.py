@@ -339,10 +339,6 @@ def plot(out, nfits, kfits, joints, laws, eff):
             ys = []
             for c, (f, label) in enumerate(curves):
                 ys += curve(ax, f, f"C{c}", label, scale)
-            if ys:                                    # the data (and identified asymptotes), padded
-                lo, hi = min(ys), max(ys)
-                pad = 0.08 * (hi - lo) + 1e-3
-                ax.set_ylim(lo - pad, hi + 3 * pad)  # room on top for the legend
             if name == "data_scaling.png" and eff:
                 # each recipe's point at its D, and an arrow to the D the standard recipe needs for that
                 # loss: the data-efficiency multiplier, read as a distance along the x axis
@@ -355,9 +351,10 @@ def plot(out, nfits, kfits, joints, laws, eff):
                         ax.annotate("", xy=(x0 * e["multiplier"], e["loss"]), xytext=(x0, e["loss"]),
                                     arrowprops=dict(arrowstyle="->", color=f"C{c}", lw=1, ls=":"))
                     ys.append(e["loss"])
+            if ys:                                    # the data (and identified asymptotes), padded
                 lo, hi = min(ys), max(ys)
                 pad = 0.08 * (hi - lo) + 1e-3
-                ax.set_ylim(lo - pad, hi + 3 * pad)
+                ax.set_ylim(lo - pad, hi + 3 * pad)  # room on top for the legend
             ax.set(xscale="log", xlabel=xlabel, ylabel=f"val loss (nats per {unit_of([title] + [label for _, label in curves])})")
             if scale > 1:                             # 92K, 1.0M rather than 9.2e-05 billions
                 ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: params_label(v)))

@@ -28,7 +28,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_ROOT = os.path.join(REPO, "data")
 
 
-
 def file_sha256(path):
     """The SHA-256 of a file, read in 1 MiB blocks (a corpus or checkpoint need not fit in memory)."""
     h = hashlib.sha256()
@@ -36,6 +35,7 @@ def file_sha256(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
 
 def shared_dir():
     """The shared folder with corpora and the tokenizer cache (never committed)."""
