@@ -282,9 +282,10 @@ class Sweep:
         return out
 
     def member_settings(self, pt):
-        """The regularized point itself and the paper's member shift: 2x epochs, 1/2 wd."""
-        ep = [e for e in self.p["epochs"] if e >= 2 * pt["epochs"]]
-        shifted = dict(pt, epochs=ep[0] if ep else pt["epochs"], wd=pt["wd"] / 2)
+        """The regularized point itself and the paper's member shift: 2x epochs, 1/2 wd, past the
+        search grid's edge if need be (a searched 32 epochs gives 64-epoch members, as wd / 2 may
+        leave the wd grid: the shift is a rule, not a grid step)."""
+        shifted = dict(pt, epochs=2 * pt["epochs"], wd=pt["wd"] / 2)
         return {k: v for k, v in {"x1": pt, "shift": shifted}.items()
                 if k in self.p.get("member_settings", ["x1", "shift"])}
 
@@ -323,10 +324,24 @@ class Sweep:
         """Ensembles per N. Members at the paper's shift (2x epochs, 1/2 wd) unless
         measurement says otherwise; with member_probe, both settings are measured at those sizes and
         the unshifted point is used elsewhere only if it had the lower K -> inf asymptote at every one."""
-        probe = [m for m in self.p.get("member_probe", []) if m in reg]
+        probe_all = self.p.get("member_probe", [])
+        probe = [m for m in probe_all if m in reg]
         settings = self.p.get("member_settings", ["x1", "shift"])
         choice = None
-        if probe and len(settings) == 2:
+        decided = os.path.join(os.path.dirname(self.points_dir), "member_setting.json")
+        if probe_all and len(settings) == 2 and len(probe) < len(probe_all):
+            # the probe sizes are in another shard: use its committed decision, or wait for it
+            if os.path.exists(decided):
+                with open(decided) as f:
+                    choice = json.load(f)["choice"]
+                print(f"members: {'unshifted' if choice == 'x1' else 'shifted'} ({decided}, measured at "
+                      f"{', '.join(probe_all)})", flush=True)
+            elif self.dry:
+                choice = "shift"
+            else:
+                print(f"member setting undecided: the probe sizes ({', '.join(probe_all)}) are in another "
+                      f"shard; rerun this shard when {decided} exists", flush=True)
+        elif probe and len(settings) == 2:
             wins = []
             for m in probe:
                 E = {tag: self.k_asymptote(r) for tag, pt in self.member_settings(reg[m]).items()
@@ -338,18 +353,19 @@ class Sweep:
             if len(wins) == len(probe):
                 choice = "x1" if all(wins) else "shift"
                 print(f"members elsewhere: {'unshifted' if choice == 'x1' else 'shifted'} (measured at {', '.join(probe)})")
+                train.atomic_write_json(decided, dict(choice=choice, probe=probe, x1_wins=wins))   # for other shards
             elif self.dry:
                 choice = "shift"
                 print("dry run: the member setting follows the probe's real losses; planned as shifted "
                       "(the costlier case)")
             else:
-                print("member setting undecided: the probe sizes are in another shard; rerun when it is done")
+                print("member setting undecided: a probe ensemble is missing; rerun when it is done")
         best = {}
         for m in models:
             for tag, pt in self.member_settings(reg[m]).items():
                 if m not in probe and choice is not None and tag != choice:
                     continue
-                if probe and m not in probe and choice is None:     # undecided: wait for the probe
+                if probe_all and m not in probe and choice is None:     # undecided: wait for the probe
                     continue
                 res = self.ensemble(m, pt)
                 if res is None:
@@ -532,6 +548,13 @@ def fresh(losses, seed0):
     return f"{mean_sd(losses)}; seed 0: {seed0:.3f}" if losses else f"{seed0:.3f} (seed 0 only)"
 
 
+def interval(ci, fmt):
+    """A 90% interval for a table, or "-" where fit.py computed none (fits.json writes nan as null)."""
+    if ci is None or any(c is None or not math.isfinite(c) for c in ci):
+        return "-"
+    return f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
+
+
 def summary_table(sweep, points, fits):
     """The sweep's key numbers as markdown (results/<preset>/summary.md; the README quotes it)."""
     D, K = sweep.p["D"], sweep.p["K"]
@@ -588,9 +611,9 @@ def summary_table(sweep, points, fits):
         x = f["axis"] if "N" not in f or f["N"] is None or f["axis"] != "K" else f"K at N={f['N'] * 1e9:,.0f}"
         at = f"D={f['D'] * 1e9:,.0f}" if f.get("D") else "over D"
         lines.append(f"| {f['recipe'].split(' [')[0]} ({at}) | {x} | {f['E']:.3g} | "
-                     f"[{f['E_ci'][0]:.3g}, {f['E_ci'][1]:.3g}] | {f['identified']} | {f['warning'] or ''} |")
+                     f"{interval(f['E_ci'], '.3g')} | {f['identified']} | {f['warning'] or ''} |")
     for j in fits["joint"]:
-        lines.append(f"| joint N, K -> inf | two-step | {j['E']:.3f} | [{j['E_ci'][0]:.3f}, {j['E_ci'][1]:.3f}] | "
+        lines.append(f"| joint N, K -> inf | two-step | {j['E']:.3f} | {interval(j['E_ci'], '.3f')} | "
                      f"{j['identified']} | {j['warning'] or ''} |")
     # a synthetic source's known limits on the same val tokens (train.py stores them in each summary)
     lim = {r["D"]: r["limits"] for r in points if r.get("limits") and "mix" not in r}

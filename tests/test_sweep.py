@@ -127,3 +127,26 @@ def test_fit_figures_name_the_unit_their_tokenizer_counts_in():
     assert report.unit_of(["best loss per D", "cpt tuned [runs/cpt/data_cpt_domain/synthetic]: 7.09x"]) == "symbol"
     assert report.unit_of(["standard [dclm/r50k_base], D=200M tokens"]) == "token"
     assert report.unit_of(["a [x/byte]", "b [y/synthetic]"]) == "token"           # a mix: the general word
+
+
+def test_member_shift_doubles_epochs_past_the_grid_and_a_shard_waits_for_the_probes_decision(tmp_path):
+    sys.path.insert(0, REPO)
+    import sweep as sw
+    p = dict(sw.PRESETS["smoke"], member_probe=["tiny-120k"], member_settings=["x1", "shift"])
+    s = sw.Sweep(p, "smoke", str(tmp_path / "runs"), results_dir=str(tmp_path / "out"))
+    pt = dict(epochs=2, lr=1e-2, wd=0.8)                  # 2 is the smoke grid's last epoch count
+    assert s.member_settings(pt) == {"x1": pt, "shift": dict(epochs=4, lr=1e-2, wd=0.4)}
+    called = []
+    s.ensemble = lambda m, pt: called.append((m, pt["epochs"])) or {"losses": {"1": 2.0, "2": 1.9, "3": 1.85}}
+    s.stage_ensembles(["tiny-240k"], {"tiny-240k": pt})   # the probe size is in another shard: wait
+    assert called == []
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "member_setting.json").write_text(json.dumps({"choice": "x1"}))
+    best = s.stage_ensembles(["tiny-240k"], {"tiny-240k": pt})
+    assert called == [("tiny-240k", 2)] and list(best) == ["tiny-240k"]   # only the decided setting
+    # the shard that holds the probe measures both settings and writes the decision for the others
+    called.clear()
+    (tmp_path / "out" / "member_setting.json").unlink()
+    s.stage_ensembles(["tiny-120k"], {"tiny-120k": pt})
+    assert set(called) == {("tiny-120k", 2), ("tiny-120k", 4)}
+    assert json.loads((tmp_path / "out" / "member_setting.json").read_text())["choice"] in ("x1", "shift")
