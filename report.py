@@ -480,8 +480,9 @@ def headline(singles, js, out_png, title=""):
     if ys:
         lo, hi = min(ys), max(ys)
         ax.set_ylim(lo - 0.15 * (hi - lo) - 1e-3, hi + 0.15 * (hi - lo) + 1e-3)
-    ax.set(xlabel="parameters N (including embeddings)", ylabel="validation loss (nats per token)",
-           title=title or f"D = {D * 1e9:,.0f} tokens: loss vs model size")
+    unit = unit_of([r["recipe"] for r in singles])     # byte, symbol or token: what the data counts
+    ax.set(xlabel="parameters N (including embeddings)", ylabel=f"validation loss (nats per {unit})",
+           title=title or f"D = {D * 1e9:,.0f} {unit}s: loss vs model size")
     ax.grid(alpha=0.3)
     # the legend below the axes: never over the data
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)

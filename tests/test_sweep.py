@@ -150,3 +150,20 @@ def test_member_shift_doubles_epochs_past_the_grid_and_a_shard_waits_for_the_pro
     s.stage_ensembles(["tiny-120k"], {"tiny-120k": pt})
     assert set(called) == {("tiny-120k", 2), ("tiny-120k", 4)}
     assert json.loads((tmp_path / "out" / "member_setting.json").read_text())["choice"] in ("x1", "shift")
+
+
+def test_headline_names_the_unit_its_data_counts_in(tmp_path, monkeypatch):
+    sys.path.insert(0, REPO)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.figure
+    import report
+    seen = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, p, **k: seen.append((fig.axes[0].get_ylabel(), fig.axes[0].get_title()))
+                        or open(p, "wb").close())
+    singles = [dict(recipe=f"{rec} [shakespeare_byte/byte]", D=2.62e-4, N=N, config=("8", "0.003", wd), seed=s,
+                    loss=2.0 - 1e3 * N + 0.01 * s) for rec, wd in (("standard", "0.1"), ("regularized", "1.6"))
+                   for N in (1e-4, 2e-4) for s in (0, 1)]
+    report.headline(singles, dict(fits=[], joint=[]), str(tmp_path / "h.png"))
+    assert seen == [("validation loss (nats per byte)", "D = 262,000 bytes: loss vs model size")]
