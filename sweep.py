@@ -71,7 +71,8 @@ PRESETS = {
         models=["tiny-67k", "tiny-120k", "tiny-240k", "tiny-530k", "tiny-950k"], **CPU_SEARCH),
     # one H100/H200 in about 5 minutes (predicted, not yet run): byte-level Shakespeare at D = 1 MiB,
     # 1M-46M parameters, one wd step each way around the probes' point, eager (compiling four shapes
-    # would take longer than training them). Members train one after another.
+    # would take longer than training them). The fresh seeds (the ensemble's members) train together
+    # as one batched model (batched.py), sharing each kernel launch.
     "gpu": dict(
         dataset="shakespeare_byte", prepare=["shakespeare", "--tokenizer", "byte"],
         D=1_048_576, data_budgets=[], seq_len=256, batch_size=32, val_tokens=262_144,
@@ -80,7 +81,7 @@ PRESETS = {
         std_start=dict(epochs=8, lr=3e-3), reg_start=dict(epochs=8, lr=3e-3, wd=0.8),
         std_axes=["epochs"], reg_axes=["wd"], max_moves=1, seeds=4, std_seeds=1, K=4,
         member_settings=["x1"], distill_model="tiny-3.8m", distill_seeds=1, mix_weight=0.5, corpus_mult=1,
-        device="cuda", compile="false"),
+        device="cuda", compile="false", batched_members=True),
     # the whole pipeline in a couple of minutes (CI runs it): nothing here is meant to show anything
     "smoke": dict(
         dataset="data_smoke", prepare=None,
@@ -245,11 +246,29 @@ class Sweep:
               + (" (dry run: a made-up loss)" if self.dry else ""))
 
     # ------------------------------------------------------------------
+    def run_together(self, cfgs):
+        """With the preset's batched_members (a GPU), train the unfinished ones of these same-shape
+        runs (seeds of one config) together as one stacked model (batched.py), so small members
+        share each kernel launch; they land as ordinary runs that self.run then finds done."""
+        if not self.p.get("batched_members") or self.dry:
+            return
+        todo = [c for c in cfgs if not os.path.exists(self.point_path(c))
+                and not os.path.exists(os.path.join(c.out_dir, "summary.json"))]
+        if len(todo) > 1:
+            import batched
+            done = batched.train_members_batched(dict(enumerate(todo)), quiet=True)
+            for i, c in enumerate(todo):
+                self.keep(os.path.basename(c.out_dir), done[i])
+                print(f"[{(time.time() - self.t0) / 60:5.1f} min] {os.path.basename(c.out_dir)} (batched, "
+                      f"{len(todo)} together): val {done[i]['val_loss']:.4f}", flush=True)
+
     def fresh_seeds(self, m, pt, n, D=None):
         """Seeds 1 .. n-1 at the searched point: fresh draws, reported apart from the search's seed 0
         (which won a comparison of near-ties and so sits low by selection)."""
-        for seed in range(1, n):
-            self.run(self.config(m, seed=seed, D=D, **pt))
+        cfgs = [self.config(m, seed=seed, D=D, **pt) for seed in range(1, n)]
+        self.run_together(cfgs)
+        for c in cfgs:
+            self.run(c)
 
     def stage_standard(self, models, D=None, lrs=None, start=None, seeds=None):
         """wd fixed at 0.1; search epochs and lr (std_axes; at another data budget: epochs only, at the
@@ -293,6 +312,7 @@ class Sweep:
         """Train (or find) K members at pt and score them; returns ensemble.json's dict (None in a
         dry run). Member i = seed i: members 1.. are the regularized point's fresh seeds when pt is it."""
         cfgs = [self.config(m, seed=i, **pt) for i in range(self.p["K"])]
+        self.run_together(cfgs)
         for c in cfgs:
             self.run(c)
         name = f"ensemble_{os.path.basename(cfgs[0].out_dir)}"      # named after member 0's config

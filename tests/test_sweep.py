@@ -167,3 +167,29 @@ def test_headline_names_the_unit_its_data_counts_in(tmp_path, monkeypatch):
                    for N in (1e-4, 2e-4) for s in (0, 1)]
     report.headline(singles, dict(fits=[], joint=[]), str(tmp_path / "h.png"))
     assert seen == [("validation loss (nats per byte)", "D = 262,000 bytes: loss vs model size")]
+
+
+def test_batched_members_train_together_and_land_as_ordinary_points(tmp_path, monkeypatch):
+    sys.path.insert(0, REPO)
+    import batched
+    import sweep as sw
+    calls = []
+    real = batched.train_members_batched
+    monkeypatch.setattr(batched, "train_members_batched", lambda m, **k: calls.append(len(m)) or real(m, **k))
+    p = dict(sw.PRESETS["smoke"], batched_members=True)
+    s = sw.Sweep(p, "smoke", str(tmp_path / "runs"), results_dir=str(tmp_path / "out"))
+    sw.ensure_dataset(s, create=True)
+    pt = dict(epochs=1, lr=1e-2, wd=0.8)
+    res = s.ensemble("tiny-120k", pt)                     # K = 3 members, none trained yet: one stack of 3
+    assert calls == [3] and sorted(res["losses"]) == ["1", "2", "3"]
+    kept = sorted(f.name for f in (tmp_path / "out" / "runs").iterdir())
+    assert [k for k in kept if not k.startswith("ensemble_")] == [f"tiny-120k_D4096_ep1_lr0.01_wd0.8_s{i}.json" for i in range(3)]
+    s.fresh_seeds("tiny-120k", pt, 3)                    # seeds 1-2 are those members: nothing to train
+    assert calls == [3]
+    # a stacked member is the run a lone train.py would have made, to float tolerance
+    lone = s.config("tiny-120k", seed=1, **pt)
+    lone.out_dir = str(tmp_path / "lone")
+    import train
+    alone = train.train(lone, quiet=True)["val_loss"]
+    with open(tmp_path / "out" / "runs" / "tiny-120k_D4096_ep1_lr0.01_wd0.8_s1.json") as f:
+        assert abs(json.load(f)["val_loss"] - alone) < 1e-4
