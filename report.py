@@ -53,6 +53,21 @@ def _short(recipe):
     return f"{name} [{os.path.basename(os.path.normpath(dataset)) if dataset else ''}/{tokenizer}]"
 
 
+def _dataset_tag(recipe):
+    """'regularized [runs/x/shakespeare_byte/byte]' -> 'shakespeare_byte/byte' (the tag _row builds)."""
+    return _short(recipe).partition(" [")[2].rstrip("]")
+
+
+def evaluate_jsons(folders):
+    """Every eval.json under these folders, and every json a sweep kept in a folder named eval."""
+    found = []
+    for d in folders:
+        for root, _, files in os.walk(d):
+            found += sorted(os.path.join(root, f) for f in files
+                            if f == "eval.json" or (os.path.basename(root) == "eval" and f.endswith(".json")))
+    return found
+
+
 def unit_of(texts):
     """What one token is, from the '[dataset/tokenizer]' tags in a panel's title and labels: byte,
     symbol (a generated source) or token (BPE, or a mix)."""
@@ -499,9 +514,10 @@ PAPER = dict(standard=3.75, regularized_E=3.43, ensemble_E=3.34, joint_E=3.17, s
              self_student=3.43, gain_kept=0.83, eff_regularized=2.29, eff_joint=5.17)
 
 
-def findings(singles, ens_rows, js, cpt=None):
+def findings(singles, ens_rows, js, cpt=None, downstream=None):
     """The findings table (markdown): each row states its criterion; sigma is the pooled seed sd.
-    cpt: the cpt preset's fits.json (a dict), if it has run: its multipliers fill the CPT row."""
+    cpt: the cpt preset's fits.json (a dict), if it has run: its multipliers fill the CPT row.
+    downstream: evaluate.py's eval.json dicts on this data, for the downstream row."""
     D = main_budget(singles)
     sig = js.get("sigma_seed") or float("nan")
     std, reg = searched(singles, "standard", D), searched(singles, "regularized", D)
@@ -564,22 +580,29 @@ def findings(singles, ens_rows, js, cpt=None):
         row("ensemble asymptote (K -> inf) below the regularized one", f"{PAPER['ensemble_E']} < {PAPER['regularized_E']}",
             f"{_ci(e['E'], e['E_ci'])} at N = {params_label(e['N'] * 1e9)} vs {_ci(fN[0]['E'], fN[0]['E_ci'])}",
             "90% intervals do not overlap", bool(sep and fN[0]["identified"]))
+    else:
+        row("ensemble asymptote (K -> inf) below the regularized one", f"{PAPER['ensemble_E']} < {PAPER['regularized_E']}",
+            "-", "90% intervals do not overlap", None)
     # 6. joint limit
-    for j in js["joint"]:
-        if _base(j["recipe"]) == "ensemble" and j.get("D") == D:
-            row("joint limit N, K -> inf lower still", f"E = {PAPER['joint_E']}", _ci(j["E"], j["E_ci"]),
-                "identified, and its interval below every per-N ensemble asymptote",
-                bool(j["identified"] and kf and j["E_ci"][1] is not None
-                     and j["E_ci"][1] < min(f["E"] for f in kf)))
+    joint = [j for j in js["joint"] if _base(j["recipe"]) == "ensemble" and j.get("D") == D]
+    for j in joint:
+        row("joint limit N, K -> inf lower still", f"E = {PAPER['joint_E']}", _ci(j["E"], j["E_ci"]),
+            "identified, and its interval below every per-N ensemble asymptote",
+            bool(j["identified"] and kf and j["E_ci"][1] is not None
+                 and j["E_ci"][1] < min(f["E"] for f in kf)))
+    if not joint:
+        row("joint limit N, K -> inf lower still", f"E = {PAPER['joint_E']}", "-",
+            "identified, and its interval below every per-N ensemble asymptote", None)
     # 7-8. distillation, self-distillation (students are trained at the regularized point of their size)
     for rec, paper, what in (("distill", f"student {PAPER['student']} < regularized E {PAPER['regularized_E']}; "
                               f"keeps {PAPER['gain_kept']:.0%} of the gain", "ensemble"),
                              ("self-distill", f"student {PAPER['self_student']}, better than its teacher", "teacher")):
-        st = searched(singles, rec, D)
+        st = {N: v for N, v in searched(singles, rec, D).items() if N in reg}
+        if not st:
+            row(f"{'distilled' if rec == 'distill' else 'self-distilled'} student beats a same-size model", paper, "-",
+                "better than the same-size regularized model by > 2 sigma", None)
         for N, (m, sd, n) in st.items():
-            single = reg.get(N)
-            if not single:
-                continue
+            single = reg[N]
             ours = f"student {m:.3f} ± {sd:.3f} (n={n}) vs same-size regularized {single[0]:.3f}"
             if rec == "distill":
                 e = [r for r in ens_rows if r["N"] == N and r["D"] == D]
@@ -589,12 +612,16 @@ def findings(singles, ens_rows, js, cpt=None):
             row(f"{'distilled' if rec == 'distill' else 'self-distilled'} student beats a same-size model",
                 paper, ours, "better than the same-size regularized model by > 2 sigma", single[0] - m > 2 * sig)
     # 9. data efficiency
-    for e in js["efficiency"]:
-        if _base(e["recipe"]) in ("regularized", "ensemble (joint)", "ensemble") and e["D"] == D:
-            tag = "joint" if "joint" in e["recipe"] else "regularized"
-            mult = "inf" if e["infinite"] else f"{e['multiplier']:.2f}x"
-            row(f"data efficiency vs standard ({_base(e['recipe'])})", f"{PAPER['eff_' + tag]}x", f"{mult} ({e['of']})",
-                "the standard data law is identified (not an extrapolation)", not e["warning"])
+    effs = [e for e in js["efficiency"] if _base(e["recipe"]) in ("regularized", "ensemble (joint)", "ensemble")
+            and e["D"] == D]
+    for e in effs:
+        tag = "joint" if "joint" in e["recipe"] else "regularized"
+        mult = "inf" if e["infinite"] else f"{e['multiplier']:.2f}x"
+        row(f"data efficiency vs standard ({_base(e['recipe'])})", f"{PAPER['eff_' + tag]}x", f"{mult} ({e['of']})",
+            "the standard data law is identified (not an extrapolation)", not e["warning"])
+    if not effs:
+        row("data efficiency vs standard (regularized)", f"{PAPER['eff_regularized']}x", "-",
+            "the standard data law is identified (not an extrapolation)", None)
     # 10. constant multiplier across D
     mults = sorted((e["D"], e["multiplier"]) for e in js["efficiency"] if _base(e["recipe"]) == "regularized"
                    and not e["infinite"] and e["multiplier"])
@@ -603,7 +630,26 @@ def findings(singles, ens_rows, js, cpt=None):
         row("the gain is a roughly constant data multiplier across D", "similar slopes at 200M-1.6B",
             ", ".join(f"{m:.2f}x at {d * 1e9:,.0f}" for d, m in mults),
             "every multiplier > 1.1 and largest / smallest < 1.5", ratio < 1.5 and min(m for _, m in mults) > 1.1)
-    row("lower loss buys downstream accuracy", "+9% (ensemble), +7% (student)", "-", "evaluate.py", None)
+    else:
+        row("the gain is a roughly constant data multiplier across D", "similar slopes at 200M-1.6B", "-",
+            "every multiplier > 1.1 and largest / smallest < 1.5", None)
+    # 11. downstream accuracy: evaluate.py's eval.json files on this data (results/downstream, the sweep's own)
+    ev = sorted((e for e in downstream or [] if e.get("avg_error") is not None), key=lambda e: e["val_loss"])
+    crit = "the lowest-loss run's average error below the highest-loss run's by > 2 standard errors"
+    if len(ev) >= 2:
+        lo, hi = ev[0], ev[-1]
+        se = lambda e: math.sqrt(sum(e["tasks"][t]["acc_stderr"] ** 2 for t in ("piqa", "sciq", "arc_easy"))) / 3  # noqa: E731
+        chance = 1 - sum(lo["tasks"][t]["chance"] for t in ("piqa", "sciq", "arc_easy")) / 3
+        ours = (f"avg error {hi['avg_error']:.3f} at loss {hi['val_loss']:.3f} -> {lo['avg_error']:.3f} at "
+                f"{lo['val_loss']:.3f} (chance {chance:.3f}; {len(ev)} evaluations)")
+        line = [e for e in (hi, lo) if "shakespeare_line_completion" in e["tasks"]]
+        if len(line) == 2:
+            ours += (f"; in-domain line completion {line[0]['tasks']['shakespeare_line_completion']['acc']:.3f} -> "
+                     f"{line[1]['tasks']['shakespeare_line_completion']['acc']:.3f}")
+        row("lower loss buys downstream accuracy", "+9% (ensemble), +7% (student)", ours, crit,
+            hi["avg_error"] - lo["avg_error"] > 2 * math.hypot(se(lo), se(hi)))
+    else:
+        row("lower loss buys downstream accuracy", "+9% (ensemble), +7% (student)", "-", crit, None)
     cpt_eff = [e for e in (cpt or {}).get("efficiency", []) if not e["recipe"].startswith("base")]
     row("the recipe wins in continued pre-training", "17.5x data efficiency",
         ", ".join(f"{e['recipe'].split(' [')[0]} {e['multiplier']:.2f}x" for e in cpt_eff) + " (results/cpt)" if cpt_eff else "-",
@@ -624,7 +670,12 @@ def write(singles, ens_rows, js, out):
     headline(singles, js, os.path.join(out, "headline.png"))
     cpt_path = os.path.join(os.path.dirname(os.path.abspath(out)), "cpt", "fits.json")   # results/cpt beside
     cpt = json.load(open(cpt_path)) if os.path.exists(cpt_path) and os.path.basename(os.path.abspath(out)) != "cpt" else None
-    text = findings(singles, ens_rows, js, cpt)
+    # evaluate.py's results on the same data: results/downstream beside, and the sweep's own (runs/eval)
+    evals = [json.load(open(p)) for p in evaluate_jsons([os.path.join(os.path.dirname(os.path.abspath(out)), "downstream"),
+                                                         os.path.join(out, "runs", "eval")])]
+    data = {_dataset_tag(r["recipe"]) for r in singles}
+    evals = [e for e in evals if f"{e.get('dataset')}/{e.get('tokenizer')}" in data]
+    text = findings(singles, ens_rows, js, cpt, evals)
     _atomic(os.path.join(out, "findings.md"), lambda p: open(p, "w").write(text))
     return ["headline.png", "findings.md"]
 

@@ -87,6 +87,9 @@ def test_findings_table_judges_each_row_by_its_stated_criterion():
                                  4e-4: (1.80, [1.85, 1.85])}), [], js)
     one = report.findings(rows({1e-4: (2.00, [2.02, 2.02])}), [], js)      # one size searched: no verdict
     assert [l for l in one.splitlines() if "weight decay" in l][0].endswith("| not measured yet |")
+    for finding in ("ensemble asymptote", "joint limit", "distilled student", "self-distilled", "data efficiency",
+                    "constant data multiplier"):       # every finding has its row, measured or not
+        assert [l for l in one.splitlines() if finding in l][0].endswith("| not measured yet |"), finding
     line = [l for l in good.splitlines() if "monotonically" in l][0]
     assert line.endswith("| shown |") and "2.020" in line                  # fresh seeds, not seed 0's 2.00
     assert [l for l in good.splitlines() if "weight decay" in l][0].endswith("| shown |")
@@ -101,6 +104,16 @@ def test_findings_table_judges_each_row_by_its_stated_criterion():
     assert row(good).endswith("| not measured yet |")
     with_cpt = row(report.findings(rows({1e-4: (2.00, [2.02, 2.02])}), [], js, cpt))
     assert "cpt tuned 7.00x" in with_cpt and "base" not in with_cpt.split("|")[3] and with_cpt.endswith("| shown |")
+    # the downstream row reads evaluate.py's results: shown only when the lower-loss run errs less by > 2 se
+    def ev(loss, acc):
+        t = {k: {"acc": acc, "acc_stderr": 0.01, "chance": c} for k, c in (("piqa", 0.5), ("sciq", 0.25), ("arc_easy", 0.25))}
+        return {"val_loss": loss, "avg_error": 1 - acc, "tasks": t}
+    down = lambda evals: [l for l in report.findings(rows({1e-4: (2.00, [2.02, 2.02])}), [], js, None, evals)  # noqa: E731
+                          .splitlines() if "downstream" in l][0]
+    assert down([ev(2.4, 0.40), ev(1.9, 0.45)]).endswith("| shown |")
+    assert "avg error 0.600 at loss 2.400 -> 0.550 at 1.900" in down([ev(2.4, 0.40), ev(1.9, 0.45)])
+    assert down([ev(2.4, 0.40), ev(1.9, 0.41)]).endswith("| not shown |")        # 0.01 < 2 se (0.0118)
+    assert down([ev(2.4, 0.40)]).endswith("| not measured yet |")
 
 
 def test_report_keeps_scored_runs_and_draws_the_downstream_figure(tmp_path):
