@@ -58,14 +58,22 @@ def _dataset_tag(recipe):
     return _short(recipe).partition(" [")[2].rstrip("]")
 
 
-def evaluate_jsons(folders):
-    """Every eval.json under these folders, and every json a sweep kept in a folder named eval."""
+def downstream_evals(singles, out):
+    """evaluate.py's results on this report's data at its main budget: every eval.json under
+    results/downstream (beside `out`) and every one the sweep kept in out/runs/eval, each once."""
     found = []
-    for d in folders:
+    for d in (os.path.join(os.path.dirname(os.path.abspath(out)), "downstream"), os.path.join(out, "runs", "eval")):
         for root, _, files in os.walk(d):
             found += sorted(os.path.join(root, f) for f in files
                             if f == "eval.json" or (os.path.basename(root) == "eval" and f.endswith(".json")))
-    return found
+    unique = {}
+    for path in found:
+        with open(path) as f:
+            e = json.load(f)
+        unique[json.dumps(e, sort_keys=True)] = e
+    data, D = {_dataset_tag(r["recipe"]) for r in singles}, main_budget(singles)
+    tag = lambda e: f"{os.path.basename(os.path.normpath(str(e.get('dataset'))))}/{e.get('tokenizer')}"  # noqa: E731
+    return [e for e in unique.values() if tag(e) in data and round(e.get("D") or 0) == round(D * 1e9)]
 
 
 def unit_of(texts):
@@ -634,7 +642,8 @@ def findings(singles, ens_rows, js, cpt=None, downstream=None):
         row("the gain is a roughly constant data multiplier across D", "similar slopes at 200M-1.6B", "-",
             "every multiplier > 1.1 and largest / smallest < 1.5", None)
     # 11. downstream accuracy: evaluate.py's eval.json files on this data (results/downstream, the sweep's own)
-    ev = sorted((e for e in downstream or [] if e.get("avg_error") is not None), key=lambda e: e["val_loss"])
+    ev = sorted((e for e in downstream or [] if e.get("avg_error") is not None and e.get("val_loss") is not None),
+                key=lambda e: e["val_loss"])     # an ensemble scored without its val loss has none
     crit = "the lowest-loss run's average error below the highest-loss run's by > 2 standard errors"
     if len(ev) >= 2:
         lo, hi = ev[0], ev[-1]
@@ -670,12 +679,7 @@ def write(singles, ens_rows, js, out):
     headline(singles, js, os.path.join(out, "headline.png"))
     cpt_path = os.path.join(os.path.dirname(os.path.abspath(out)), "cpt", "fits.json")   # results/cpt beside
     cpt = json.load(open(cpt_path)) if os.path.exists(cpt_path) and os.path.basename(os.path.abspath(out)) != "cpt" else None
-    # evaluate.py's results on the same data: results/downstream beside, and the sweep's own (runs/eval)
-    evals = [json.load(open(p)) for p in evaluate_jsons([os.path.join(os.path.dirname(os.path.abspath(out)), "downstream"),
-                                                         os.path.join(out, "runs", "eval")])]
-    data = {_dataset_tag(r["recipe"]) for r in singles}
-    evals = [e for e in evals if f"{e.get('dataset')}/{e.get('tokenizer')}" in data]
-    text = findings(singles, ens_rows, js, cpt, evals)
+    text = findings(singles, ens_rows, js, cpt, downstream_evals(singles, out))
     _atomic(os.path.join(out, "findings.md"), lambda p: open(p, "w").write(text))
     return ["headline.png", "findings.md"]
 

@@ -256,11 +256,15 @@ class Sweep:
                 and not os.path.exists(os.path.join(c.out_dir, "summary.json"))]
         if len(todo) > 1:
             import batched
-            done = batched.train_members_batched(dict(enumerate(todo)), quiet=True)
-            for i, c in enumerate(todo):
-                self.keep(os.path.basename(c.out_dir), done[i])
+            try:            # keyed by seed: a member's summary says "member": its seed, as in an ensemble
+                done = batched.train_members_batched({c.seed: c for c in todo}, quiet=True)
+            except train.ConfigError as e:      # e.g. checkpoints at different steps: one by one instead
+                print(f"batched members: {e}; training them one by one", flush=True)
+                return
+            for c in todo:
+                self.keep(os.path.basename(c.out_dir), done[c.seed])
                 print(f"[{(time.time() - self.t0) / 60:5.1f} min] {os.path.basename(c.out_dir)} (batched, "
-                      f"{len(todo)} together): val {done[i]['val_loss']:.4f}", flush=True)
+                      f"{len(todo)} together): val {done[c.seed]['val_loss']:.4f}", flush=True)
 
     def fresh_seeds(self, m, pt, n, D=None):
         """Seeds 1 .. n-1 at the searched point: fresh draws, reported apart from the search's seed 0
@@ -340,52 +344,61 @@ class Sweep:
         except ValueError:
             return res["losses"][str(K[-1])]
 
+    def verdict_path(self, m):
+        return os.path.join(os.path.dirname(self.points_dir), f"member_probe_{m}.json")
+
+    def probe_verdict(self, m, pt):
+        """Both member settings' ensembles at probe size m and their K -> inf losses, written to
+        verdict_path(m) with the names of the ensemble points it was read from."""
+        res = {tag: self.ensemble(m, p) for tag, p in self.member_settings(pt).items()}
+        if self.dry or any(r is None for r in res.values()):
+            return
+        v = {tag: self.k_asymptote(r) for tag, r in res.items()}
+        print(f"member setting at {m}: K -> inf loss {v['x1']:.4f} unshifted, {v['shift']:.4f} shifted "
+              f"(2x epochs, wd / 2)", flush=True)
+        names = [f"ensemble_{os.path.basename(self.config(m, seed=0, **p).out_dir)}"
+                 for p in self.member_settings(pt).values()]
+        train.atomic_write_json(self.verdict_path(m), dict(v, model=m, ensembles=names))
+
+    def read_verdict(self, m):
+        """The probe's verdict at m, or None if it is missing or its ensemble points are gone (stale)."""
+        if not os.path.exists(self.verdict_path(m)):
+            return None
+        with open(self.verdict_path(m)) as f:
+            v = json.load(f)
+        return v if all(os.path.exists(self.point_path(n)) for n in v["ensembles"]) else None
+
     def stage_ensembles(self, models, reg):
         """Ensembles per N. Members at the paper's shift (2x epochs, 1/2 wd) unless
         measurement says otherwise; with member_probe, both settings are measured at those sizes and
-        the unshifted point is used elsewhere only if it had the lower K -> inf asymptote at every one."""
-        probe_all = self.p.get("member_probe", [])
-        probe = [m for m in probe_all if m in reg]
+        the unshifted point is used elsewhere only if it had the lower K -> inf asymptote at every one.
+        Each probe size's verdict is written to results/<preset>/member_probe_<size>.json, so a shard
+        without the probe sizes (or with some of them) decides once every verdict is there."""
         settings = self.p.get("member_settings", ["x1", "shift"])
+        probe = [m for m in self.p.get("member_probe", []) if m in self.p["models"]] if len(settings) == 2 else []
+        for m in probe:
+            if m in reg:
+                self.probe_verdict(m, reg[m])
+        verdicts = {m: self.read_verdict(m) for m in probe}
         choice = None
-        decided = os.path.join(os.path.dirname(self.points_dir), "member_setting.json")
-        if probe_all and len(settings) == 2 and len(probe) < len(probe_all):
-            # the probe sizes are in another shard: use its committed decision, or wait for it
-            if os.path.exists(decided):
-                with open(decided) as f:
-                    choice = json.load(f)["choice"]
-                print(f"members: {'unshifted' if choice == 'x1' else 'shifted'} ({decided}, measured at "
-                      f"{', '.join(probe_all)})", flush=True)
-            elif self.dry:
-                choice = "shift"
-            else:
-                print(f"member setting undecided: the probe sizes ({', '.join(probe_all)}) are in another "
-                      f"shard; rerun this shard when {decided} exists", flush=True)
-        elif probe and len(settings) == 2:
-            wins = []
-            for m in probe:
-                E = {tag: self.k_asymptote(r) for tag, pt in self.member_settings(reg[m]).items()
-                     if (r := self.ensemble(m, pt)) is not None}
-                if len(E) == 2:
-                    wins.append(E["x1"] < E["shift"])
-                    print(f"member setting at {m}: K -> inf loss {E['x1']:.4f} unshifted, {E['shift']:.4f} "
-                          f"shifted (2x epochs, wd / 2)", flush=True)
-            if len(wins) == len(probe):
-                choice = "x1" if all(wins) else "shift"
-                print(f"members elsewhere: {'unshifted' if choice == 'x1' else 'shifted'} (measured at {', '.join(probe)})")
-                train.atomic_write_json(decided, dict(choice=choice, probe=probe, x1_wins=wins))   # for other shards
-            elif self.dry:
-                choice = "shift"
-                print("dry run: the member setting follows the probe's real losses; planned as shifted "
-                      "(the costlier case)")
-            else:
-                print("member setting undecided: a probe ensemble is missing; rerun when it is done")
+        if probe and all(verdicts.values()):
+            choice = "x1" if all(v["x1"] < v["shift"] for v in verdicts.values()) else "shift"
+            print(f"members elsewhere: {'unshifted' if choice == 'x1' else 'shifted'} (measured at "
+                  f"{', '.join(probe)})", flush=True)
+        elif probe and self.dry:
+            choice = "shift"
+            print("dry run: the member setting follows the probe's real losses; planned as shifted "
+                  "(the costlier case)")
+        elif probe:
+            print(f"member setting undecided: no verdict yet for {', '.join(m for m in probe if not verdicts[m])} "
+                  f"(another shard's); rerun this shard when "
+                  f"{os.path.dirname(self.points_dir)}/member_probe_<size>.json are all there", flush=True)
         best = {}
         for m in models:
             for tag, pt in self.member_settings(reg[m]).items():
                 if m not in probe and choice is not None and tag != choice:
                     continue
-                if probe_all and m not in probe and choice is None:     # undecided: wait for the probe
+                if probe and m not in probe and choice is None:     # undecided: wait for the probe
                     continue
                 res = self.ensemble(m, pt)
                 if res is None:
@@ -483,8 +496,10 @@ class Sweep:
 
 def collect_points(sweep):
     """Every finished run under runs_dir, labelled by recipe: "standard" = the wd 0.1 runs (at every
-    data budget), "regularized" = every run at the main budget (its search space contains the
-    standard one; extra seeds and ensemble members at the optimum count as seeds), students by their
+    data budget), "regularized" = every run at the main budget on the search grids (its search space
+    contains the standard one; extra seeds and ensemble members at the optimum count as seeds; a
+    shifted member past the grid's edge is an ensemble's member only, never the reported single
+    model: the search did not visit its config), students by their
     own label, and one "ensemble" row per ensemble evaluation. Read from disk, so the report is the
     same whether the sweep ran in one process, in shards, or across sessions."""
     rows = []
@@ -508,7 +523,8 @@ def collect_points(sweep):
         if s["wd"] == STD_WD:
             rows.append({**s, "recipe": "standard"})
         budgets = [sweep.p["D"]] + (sweep.p["data_budgets"] if sweep.p.get("reg_data_budgets") else [])
-        if any(at_budget(s["D"], B, sweep.p["seq_len"]) for B in budgets):
+        on_grid = all(s[a] in sweep.p[a] for a in ("epochs", "lr", "wd"))   # not a shifted member's config
+        if on_grid and any(at_budget(s["D"], B, sweep.p["seq_len"]) for B in budgets):
             rows.append({**s, "recipe": "regularized"})
     # a budget's runs count as "regularized" only once its wd search has begun (a run at wd != 0.1):
     # before that they are the standard recipe's alone, and a report would pass them off as tuned
@@ -568,11 +584,16 @@ def fresh(losses, seed0):
     return f"{mean_sd(losses)}; seed 0: {seed0:.3f}" if losses else f"{seed0:.3f} (seed 0 only)"
 
 
+def number(v, fmt):
+    """A fitted value for a table, or "-" where fit.py has none (fits.json writes nan as null)."""
+    return "-" if v is None or not math.isfinite(v) else f"{v:{fmt}}"
+
+
 def interval(ci, fmt):
-    """A 90% interval for a table, or "-" where fit.py computed none (fits.json writes nan as null)."""
-    if ci is None or any(c is None or not math.isfinite(c) for c in ci):
+    """A 90% interval for a table, or "-" where fit.py computed none."""
+    if ci is None or any(number(c, fmt) == "-" for c in ci):
         return "-"
-    return f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
+    return f"[{number(ci[0], fmt)}, {number(ci[1], fmt)}]"
 
 
 def summary_table(sweep, points, fits):
@@ -630,10 +651,10 @@ def summary_table(sweep, points, fits):
     for f in fits["fits"] + fits["data_laws"]:
         x = f["axis"] if "N" not in f or f["N"] is None or f["axis"] != "K" else f"K at N={f['N'] * 1e9:,.0f}"
         at = f"D={f['D'] * 1e9:,.0f}" if f.get("D") else "over D"
-        lines.append(f"| {f['recipe'].split(' [')[0]} ({at}) | {x} | {f['E']:.3g} | "
+        lines.append(f"| {f['recipe'].split(' [')[0]} ({at}) | {x} | {number(f['E'], '.3g')} | "
                      f"{interval(f['E_ci'], '.3g')} | {f['identified']} | {f['warning'] or ''} |")
     for j in fits["joint"]:
-        lines.append(f"| joint N, K -> inf | two-step | {j['E']:.3f} | {interval(j['E_ci'], '.3f')} | "
+        lines.append(f"| joint N, K -> inf | two-step | {number(j['E'], '.3f')} | {interval(j['E_ci'], '.3f')} | "
                      f"{j['identified']} | {j['warning'] or ''} |")
     # a synthetic source's known limits on the same val tokens (train.py stores them in each summary)
     lim = {r["D"]: r["limits"] for r in points if r.get("limits") and "mix" not in r}

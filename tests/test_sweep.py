@@ -87,7 +87,7 @@ def test_findings_table_judges_each_row_by_its_stated_criterion():
                                  4e-4: (1.80, [1.85, 1.85])}), [], js)
     one = report.findings(rows({1e-4: (2.00, [2.02, 2.02])}), [], js)      # one size searched: no verdict
     assert [l for l in one.splitlines() if "weight decay" in l][0].endswith("| not measured yet |")
-    for finding in ("ensemble asymptote", "joint limit", "distilled student", "self-distilled", "data efficiency",
+    for finding in ("ensemble asymptote", "joint limit", "| distilled student", "self-distilled", "data efficiency",
                     "constant data multiplier"):       # every finding has its row, measured or not
         assert [l for l in one.splitlines() if finding in l][0].endswith("| not measured yet |"), finding
     line = [l for l in good.splitlines() if "monotonically" in l][0]
@@ -142,27 +142,91 @@ def test_fit_figures_name_the_unit_their_tokenizer_counts_in():
     assert report.unit_of(["a [x/byte]", "b [y/synthetic]"]) == "token"           # a mix: the general word
 
 
-def test_member_shift_doubles_epochs_past_the_grid_and_a_shard_waits_for_the_probes_decision(tmp_path):
+def test_member_shift_doubles_epochs_past_the_grid_and_shards_share_the_probes_verdicts(tmp_path):
     sys.path.insert(0, REPO)
     import sweep as sw
-    p = dict(sw.PRESETS["smoke"], member_probe=["tiny-120k"], member_settings=["x1", "shift"])
+    p = dict(sw.PRESETS["smoke"], member_probe=["tiny-120k", "tiny-240k"], member_settings=["x1", "shift"])
     s = sw.Sweep(p, "smoke", str(tmp_path / "runs"), results_dir=str(tmp_path / "out"))
     pt = dict(epochs=2, lr=1e-2, wd=0.8)                  # 2 is the smoke grid's last epoch count
     assert s.member_settings(pt) == {"x1": pt, "shift": dict(epochs=4, lr=1e-2, wd=0.4)}
     called = []
-    s.ensemble = lambda m, pt: called.append((m, pt["epochs"])) or {"losses": {"1": 2.0, "2": 1.9, "3": 1.85}}
-    s.stage_ensembles(["tiny-240k"], {"tiny-240k": pt})   # the probe size is in another shard: wait
-    assert called == []
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "member_setting.json").write_text(json.dumps({"choice": "x1"}))
-    best = s.stage_ensembles(["tiny-240k"], {"tiny-240k": pt})
-    assert called == [("tiny-240k", 2)] and list(best) == ["tiny-240k"]   # only the decided setting
-    # the shard that holds the probe measures both settings and writes the decision for the others
-    called.clear()
-    (tmp_path / "out" / "member_setting.json").unlink()
-    s.stage_ensembles(["tiny-120k"], {"tiny-120k": pt})
+
+    def ensemble(m, pt):   # a scored ensemble, kept as sweep.ensemble keeps it; shifted members win at 240k only
+        called.append((m, pt["epochs"]))
+        shift = pt["epochs"] == 4
+        E = 1.80 + (0.05 if m == "tiny-120k" else -0.05) * shift
+        res = {"losses": {str(k): E + 0.4 / k for k in (1, 2, 3)}}
+        s.keep(f"ensemble_{os.path.basename(s.config(m, seed=0, **pt).out_dir)}", res)
+        return res
+    s.ensemble = ensemble
+    s.stage_ensembles(["tiny-530k"], {"tiny-530k": pt})    # no probe size here and no verdicts: wait
+    assert called == [] and not (tmp_path / "out" / "member_probe_tiny-120k.json").exists()
+    s.stage_ensembles(["tiny-120k"], {"tiny-120k": pt})    # a shard with one probe size: its verdict only
     assert set(called) == {("tiny-120k", 2), ("tiny-120k", 4)}
-    assert json.loads((tmp_path / "out" / "member_setting.json").read_text())["choice"] in ("x1", "shift")
+    v = json.loads((tmp_path / "out" / "member_probe_tiny-120k.json").read_text())
+    assert v["x1"] < v["shift"] and v["model"] == "tiny-120k"
+    called.clear()
+    s.stage_ensembles(["tiny-530k"], {"tiny-530k": pt})    # still waiting for tiny-240k's verdict
+    assert called == []
+    s.stage_ensembles(["tiny-240k"], {"tiny-240k": pt})    # the other probe shard: shifted wins there
+    called.clear()
+    best = s.stage_ensembles(["tiny-530k"], {"tiny-530k": pt})
+    assert called == [("tiny-530k", 4)] and list(best) == ["tiny-530k"]   # shifted: not unshifted at every size
+    v240 = json.loads((tmp_path / "out" / "member_probe_tiny-240k.json").read_text())
+    (tmp_path / "out" / "member_probe_tiny-240k.json").write_text(json.dumps(dict(v240, x1=1.7, shift=1.9)))
+    called.clear()
+    s.stage_ensembles(["tiny-530k"], {"tiny-530k": pt})    # unshifted better at every probe size: unshifted
+    assert called == [("tiny-530k", 2)]
+    # a verdict whose ensemble points are gone is stale: read as missing, so the shard waits again
+    os.remove(s.point_path(v["ensembles"][1]))
+    assert s.read_verdict("tiny-120k") is None
+    called.clear()
+    s.stage_ensembles(["tiny-530k"], {"tiny-530k": pt})
+    assert called == []
+    # a dry run plans without writing a verdict
+    dry = sw.Sweep(p, "smoke", str(tmp_path / "runs2"), dry_run=True, results_dir=str(tmp_path / "out2"))
+    dry.ensemble = lambda m, pt: {"losses": {"1": 2.0, "2": 1.9, "3": 1.85}}
+    dry.stage_ensembles(["tiny-120k", "tiny-240k"], {"tiny-120k": pt, "tiny-240k": pt})
+    assert not (tmp_path / "out2").exists()
+
+
+def test_a_shifted_member_past_the_grid_is_no_regularized_point(tmp_path):
+    sys.path.insert(0, REPO)
+    import sweep as sw
+    s = sw.Sweep(sw.PRESETS["smoke"], "smoke", str(tmp_path / "runs"), results_dir=str(tmp_path / "out"))
+    base = dict(dataset=s.dataset, D=4064, lr=0.01, N=1, val_loss=2.0, seed=0, model="tiny-120k")
+    s.keep("on", dict(base, epochs=2, wd=0.8))
+    s.keep("member", dict(base, epochs=4, wd=0.4, val_loss=1.5))     # 4 epochs: past the grid [1, 2]
+    rows = sw.collect_points(s)
+    assert [(r["epochs"], r["recipe"]) for r in rows] == [(2, "regularized")]
+
+
+def test_summary_numbers_print_a_dash_where_fit_py_has_none():
+    sys.path.insert(0, REPO)
+    import sweep as sw
+    assert sw.interval([1.234, 1.5], ".3f") == "[1.234, 1.500]"
+    assert sw.interval([None, None], ".3f") == "-" and sw.interval([float("nan"), 1.0], ".3g") == "-"
+    assert sw.number(None, ".3g") == "-" and sw.number(1.2345, ".3g") == "1.23"
+
+
+def test_downstream_evals_are_this_reports_data_and_budget_once_each(tmp_path):
+    sys.path.insert(0, REPO)
+    import report
+    out = tmp_path / "results" / "mini"
+    singles = [dict(recipe="regularized [runs/x/shakespeare_byte/byte]", D=2.62016e-4, N=1e-4, config=("8", "0.003", "1.6"), seed=0,
+                    loss=2.0)]
+    ev = dict(dataset="shakespeare_byte", tokenizer="byte", D=262016, val_loss=1.9, avg_error=0.6, tasks={})
+    for folder, e in (("a", ev), ("b", dict(ev, D=1048576)), ("c", dict(ev, dataset="other")),
+                      ("d", dict(ev, val_loss=None))):
+        (tmp_path / "results" / "downstream" / folder).mkdir(parents=True)
+        (tmp_path / "results" / "downstream" / folder / "eval.json").write_text(json.dumps(e))
+    (out / "runs" / "eval").mkdir(parents=True)
+    (out / "runs" / "eval" / "a.json").write_text(json.dumps(ev))          # the same eval kept by the sweep
+    got = report.downstream_evals(singles, str(out))
+    assert sorted(e["val_loss"] is None for e in got) == [False, True]     # a and d; b, c elsewhere; a once
+    row = [l for l in report.findings(singles, [], dict(sigma_seed=0.01, fits=[], joint=[], efficiency=[]), None, got)
+           .splitlines() if "downstream" in l][0]
+    assert row.endswith("| not measured yet |")                             # d has no val loss: not a crash
 
 
 def test_headline_names_the_unit_its_data_counts_in(tmp_path, monkeypatch):
@@ -197,12 +261,16 @@ def test_batched_members_train_together_and_land_as_ordinary_points(tmp_path, mo
     assert calls == [3] and sorted(res["losses"]) == ["1", "2", "3"]
     kept = sorted(f.name for f in (tmp_path / "out" / "runs").iterdir())
     assert [k for k in kept if not k.startswith("ensemble_")] == [f"tiny-120k_D4096_ep1_lr0.01_wd0.8_s{i}.json" for i in range(3)]
+    import train
+    real_train, trained = train.train, []
+    monkeypatch.setattr(train, "train", lambda c, **k: trained.append(c) or real_train(c, **k))
     s.fresh_seeds("tiny-120k", pt, 3)                    # seeds 1-2 are those members: nothing to train
-    assert calls == [3]
+    assert calls == [3] and trained == []
+    with open(tmp_path / "out" / "runs" / "tiny-120k_D4096_ep1_lr0.01_wd0.8_s2.json") as f:
+        assert json.load(f)["member"] == 2                # keyed by seed: member i = seed i
     # a stacked member is the run a lone train.py would have made, to float tolerance
     lone = s.config("tiny-120k", seed=1, **pt)
     lone.out_dir = str(tmp_path / "lone")
-    import train
-    alone = train.train(lone, quiet=True)["val_loss"]
+    alone = real_train(lone, quiet=True)["val_loss"]
     with open(tmp_path / "out" / "runs" / "tiny-120k_D4096_ep1_lr0.01_wd0.8_s1.json") as f:
         assert abs(json.load(f)["val_loss"] - alone) < 1e-4
