@@ -629,13 +629,18 @@ def summary_table(sweep, points, fits):
              "unshifted ensemble's members), with the search's own seed-0 loss after it: that one won a "
              "comparison of near-ties and sits low by selection.\n",
              f"| model | N | standard: best (epochs, lr) -> val | regularized: best (epochs, lr, wd) -> val "
-             f"| ensemble k=1..{K} (logit rule) | k={K} prob rule |", "|---|---|---|---|---|---|"]
-    ens = {}   # per model, the member setting whose largest ensemble is best
+             f"| ensemble k=1..{K} (logit rule; members' setting, the other's k={K}) | k={K} prob rule |",
+             "|---|---|---|---|---|---|"]
+    ens, others = {}, {}   # per model, the member setting whose largest ensemble is best, and the rest
     for r in points:
         if r["recipe"] == "ensemble" and r.get("model"):
             o = ens.get(r["model"])
             if o is None or r["losses"][str(r["K"])] < o["losses"][str(o["K"])]:
                 ens[r["model"]] = r
+    for r in points:
+        if r["recipe"] == "ensemble" and r.get("model") and r is not ens[r["model"]]:
+            others.setdefault(r["model"], []).append(r)
+    setting = lambda e: f"{e['epochs']:g} ep, wd {e['wd']:g}"     # noqa: E731  (the members' config)
     for m in sweep.p["models"]:
         (sc, sl, scert, s0), (rc, rl, rcert, r0) = best("standard", m), best("regularized", m)
         if sc is None and rc is None:
@@ -643,6 +648,9 @@ def summary_table(sweep, points, fits):
         N = next(r["N"] for r in main if r.get("model") == m)
         e = ens.get(m)
         el = " / ".join(f"{e['losses'][str(k)]:.3f}" for k in range(1, e["K"] + 1)) if e else "-"
+        if e and "epochs" in e:
+            el += f" ({setting(e)}" + "".join(f"; {setting(o)}: {o['losses'][str(o['K'])]:.3f}"
+                                              for o in others.get(m, []) if "epochs" in o) + ")"
         ep = f"{e['losses_probs'][str(e['K'])]:.3f}" if e and "losses_probs" in e else "-"
         st = f"{sc[:2]} -> {fresh(sl, s0)}, {scert}" if sc else "-"
         rg = f"{rc} -> {fresh(rl, r0)}, {rcert}" if rc else "- (not searched yet)"

@@ -34,6 +34,8 @@ def test_smoke_sweep_runs_end_to_end_then_resumes_without_retraining(tmp_path):
     assert any(f["axis"] == "K" for f in fits["fits"]) and fits["joint"] and fits["data_laws"]
     summary = (out / "summary.md").read_text()                      # the source's known limits, per D
     assert "Bayes-optimal loss given D" in summary and "| 4,064 |" in summary
+    # the ensemble column names its members' setting and the other setting's largest-K loss
+    assert re.search(r"\(\d+ ep, wd [\d.]+; \d+ ep, wd [\d.]+: \d\.\d{3}\)", summary), summary
     trained = sorted(p.name for p in runs.iterdir() if (p / "summary.json").exists())
     stamps = {n: os.path.getmtime(runs / n / "summary.json") for n in trained}
     again = sweep("--runs_dir", str(runs), "--out", str(out))
