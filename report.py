@@ -320,7 +320,7 @@ def plot(out, nfits, kfits, joints, laws, eff):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     def curve(ax, f, color, label, scale):
         """Points, the fitted curve, and (only where E is identified) the asymptote and its band: an
@@ -346,7 +346,8 @@ def plot(out, nfits, kfits, joints, laws, eff):
                            for rec in sorted({r for r, _ in nfits})]),
         "loss_vs_K.png": ("ensemble size K", 1,
                           [(f"{_short(rec)}, D={people(D)} tokens" + (f"\njoint {ci(joints[(rec, D)])}" if (rec, D) in joints else ""),
-                            [(f, f"N={people(k[2])}: {ci(f)}") for k, (f, _) in sorted(kfits.items(), key=str) if k[:2] == (rec, D)])
+                            [(f, f"N={people(k[2])}: {ci(f)}") for k, (f, _) in sorted(kfits.items(), key=lambda kv: kv[0][2])
+                             if k[:2] == (rec, D)])
                            for rec, D in sorted({k[:2] for k in kfits}, key=str)]),
         "data_scaling.png": ("data D (tokens)", 1e9,
                              [("best loss per D", [(f, f"{_short(rec)}: {ci(f)}") for rec, (f, _) in sorted(laws.items())])] if laws else []),
@@ -383,6 +384,10 @@ def plot(out, nfits, kfits, joints, laws, eff):
                 ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: params_label(v)))
                 ax.xaxis.set_minor_formatter(FuncFormatter(   # and 200K, 500K between the decades
                     lambda v, _: params_label(v) if f"{v:.0e}"[0] in "25" else ""))
+            if name == "loss_vs_K.png":               # K = 1, 2, 4, 8 members, not 10^0 and 10^1
+                ax.xaxis.set_major_locator(FixedLocator([2 ** i for i in range(8)]))
+                ax.xaxis.set_minor_locator(NullLocator())
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.set_title(title, fontsize=9)
             ax.legend(fontsize=7, loc="upper right", framealpha=0.7)
         for ax in list(axes.flat)[len(panels):]:
