@@ -490,6 +490,8 @@ def headline(singles, js, out_png, title=""):
         ys.extend(E)
         lo = np.array([f["E_ci"][0] if f["E_ci"][0] is not None else f["E"] for f in ens])
         hi = np.array([f["E_ci"][1] if f["E_ci"][1] is not None else f["E"] for f in ens])
+        if ok:                      # an identified interval is drawn whole
+            ys.extend(list(lo) + list(hi))
         ax.errorbar(np.array(N) * 1e9, E, yerr=[E - lo, hi - E], fmt="D", color=colors["ensemble"], ms=6,
                     mfc=fill, capsize=3, label="ensemble, K -> inf" + ("" if ok else " (E not identified)"))
     for j in js["joint"]:

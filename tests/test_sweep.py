@@ -246,6 +246,13 @@ def test_headline_names_the_unit_its_data_counts_in(tmp_path, monkeypatch):
                    for N in (1e-4, 2e-4) for s in (0, 1)]
     report.headline(singles, dict(fits=[], joint=[]), str(tmp_path / "h.png"))
     assert seen == [("validation loss (nats per byte)", "D = 262,000 bytes: loss vs model size")]
+    # an identified ensemble asymptote's interval is drawn whole: the y axis reaches below its low end
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, p, **k: seen.append(fig.axes[0].get_ylim()) or open(p, "wb").close())
+    ens = dict(recipe="ensemble [shakespeare_byte/byte]", axis="K", D=2.62e-4, N=1e-4, E=1.6, E_ci=[1.5, 1.65],
+               identified=True)
+    report.headline(singles, dict(fits=[ens], joint=[]), str(tmp_path / "h.png"))
+    assert seen[-1][0] < 1.5
 
 
 def test_batched_members_train_together_and_land_as_ordinary_points(tmp_path, monkeypatch):
