@@ -654,8 +654,9 @@ def findings(singles, ens_rows, js, cpt=None, downstream=None):
     crit = "the lowest-loss run's average error below the highest-loss run's by > 2 standard errors"
     if len(ev) >= 2:
         lo, hi = ev[0], ev[-1]
-        se = lambda e: math.sqrt(sum(e["tasks"][t]["acc_stderr"] ** 2 for t in ("piqa", "sciq", "arc_easy"))) / 3  # noqa: E731
-        chance = 1 - sum(lo["tasks"][t]["chance"] for t in ("piqa", "sciq", "arc_easy")) / 3
+        tasks = ("piqa", "sciq", "arc_easy")     # evaluate.PAPER_TASKS (not imported: it pulls in torch)
+        se = lambda e: math.sqrt(sum(e["tasks"][t]["acc_stderr"] ** 2 for t in tasks)) / len(tasks)  # noqa: E731
+        chance = 1 - sum(lo["tasks"][t]["chance"] for t in tasks) / len(tasks)
         ours = (f"avg error {hi['avg_error']:.3f} at loss {hi['val_loss']:.3f} -> {lo['avg_error']:.3f} at "
                 f"{lo['val_loss']:.3f} (chance {chance:.3f}; {len(ev)} evaluations)")
         line = [e for e in (hi, lo) if "shakespeare_line_completion" in e["tasks"]]

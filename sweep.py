@@ -176,6 +176,10 @@ class Sweep:
                            epochs=epochs, lr=lr, wd=wd, seed=seed, data_seed=seed, evals=4, resume=True,
                            out_dir=os.path.join(self.runs_dir, name), **extra)
 
+    def finished(self, cfg):
+        """Whether cfg has a committed point or a finished run folder (its summary.json)."""
+        return os.path.exists(self.point_path(cfg)) or os.path.exists(os.path.join(cfg.out_dir, "summary.json"))
+
     def run(self, cfg, trainer=None):
         """Train cfg unless finished (a committed point, or a finished run folder); return its val loss."""
         path = os.path.join(cfg.out_dir, "summary.json")
@@ -252,8 +256,7 @@ class Sweep:
         share each kernel launch; they land as ordinary runs that self.run then finds done."""
         if not self.p.get("batched_members") or self.dry:
             return
-        todo = [c for c in cfgs if not os.path.exists(self.point_path(c))
-                and not os.path.exists(os.path.join(c.out_dir, "summary.json"))]
+        todo = [c for c in cfgs if not self.finished(c)]
         if len(todo) > 1:
             import batched
             try:            # keyed by seed: a member's summary says "member": its seed, as in an ensemble
@@ -312,14 +315,23 @@ class Sweep:
         return {k: v for k, v in {"x1": pt, "shift": shifted}.items()
                 if k in self.p.get("member_settings", ["x1", "shift"])}
 
+    def members(self, m, pt):
+        """The K member configs at pt: member i = seed i (members 1.. are the regularized point's fresh
+        seeds when pt is it)."""
+        return [self.config(m, seed=i, **pt) for i in range(self.p["K"])]
+
+    def ensemble_name(self, m, pt):
+        """An ensemble point is named after member 0's config."""
+        return f"ensemble_{os.path.basename(self.config(m, seed=0, **pt).out_dir)}"
+
     def ensemble(self, m, pt):
         """Train (or find) K members at pt and score them; returns ensemble.json's dict (None in a
-        dry run). Member i = seed i: members 1.. are the regularized point's fresh seeds when pt is it."""
-        cfgs = [self.config(m, seed=i, **pt) for i in range(self.p["K"])]
+        dry run)."""
+        cfgs = self.members(m, pt)
         self.run_together(cfgs)
         for c in cfgs:
             self.run(c)
-        name = f"ensemble_{os.path.basename(cfgs[0].out_dir)}"      # named after member 0's config
+        name = self.ensemble_name(m, pt)
         if os.path.exists(self.point_path(name)):
             with open(self.point_path(name)) as f:
                 return json.load(f)
@@ -350,14 +362,14 @@ class Sweep:
     def probe_verdict(self, m, pt):
         """Both member settings' ensembles at probe size m and their K -> inf losses, written to
         verdict_path(m) with the names of the ensemble points it was read from."""
-        res = {tag: self.ensemble(m, p) for tag, p in self.member_settings(pt).items()}
+        settings = self.member_settings(pt)
+        res = {tag: self.ensemble(m, p) for tag, p in settings.items()}
         if self.dry or any(r is None for r in res.values()):
             return
         v = {tag: self.k_asymptote(r) for tag, r in res.items()}
         print(f"member setting at {m}: K -> inf loss {v['x1']:.4f} unshifted, {v['shift']:.4f} shifted "
               f"(2x epochs, wd / 2)", flush=True)
-        names = [f"ensemble_{os.path.basename(self.config(m, seed=0, **p).out_dir)}"
-                 for p in self.member_settings(pt).values()]
+        names = [self.ensemble_name(m, p) for p in settings.values()]
         train.atomic_write_json(self.verdict_path(m), dict(v, model=m, ensembles=names))
 
     def read_verdict(self, m):
@@ -396,9 +408,14 @@ class Sweep:
         best = {}
         for m in models:
             for tag, pt in self.member_settings(reg[m]).items():
-                if m not in probe and choice is not None and tag != choice:
-                    continue
                 if probe and m not in probe and choice is None:     # undecided: wait for the probe
+                    continue
+                members = self.members(m, pt)
+                # the other setting is scored too where its members are trained already (the unshifted
+                # ones are the regularized point's seeds): evaluation only, and the K -> inf comparison
+                # below then holds at every size, not only at the probe's
+                if (m not in probe and choice is not None and tag != choice
+                        and not all(self.finished(c) for c in members)):
                     continue
                 res = self.ensemble(m, pt)
                 if res is None:
@@ -406,7 +423,6 @@ class Sweep:
                 L, K = res["losses"], self.p["K"]
                 print(f"ensemble  {m} {tag} {pt}: k=1..{K} (mean over k-subsets) "
                       + " ".join(f"{L[str(k)]:.4f}" for k in range(1, K + 1)), flush=True)
-                members = [self.config(m, seed=i, **pt) for i in range(K)]
                 if m not in best or self.k_asymptote(res) < self.k_asymptote(best[m][1]):
                     best[m] = (members, res, pt)
         return best

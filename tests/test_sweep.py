@@ -174,11 +174,16 @@ def test_member_shift_doubles_epochs_past_the_grid_and_shards_share_the_probes_v
     called.clear()
     best = s.stage_ensembles(["tiny-530k"], {"tiny-530k": pt})
     assert called == [("tiny-530k", 4)] and list(best) == ["tiny-530k"]   # shifted: not unshifted at every size
+    for c in s.members("tiny-530k", pt):                  # the unshifted members exist (the regularized seeds):
+        s.keep(os.path.basename(c.out_dir), {"val_loss": 2.0})    # their ensemble is scored too, eval only
+    called.clear()
+    best = s.stage_ensembles(["tiny-530k"], {"tiny-530k": pt})
+    assert called == [("tiny-530k", 2), ("tiny-530k", 4)] and best["tiny-530k"][2]["epochs"] == 4
     v240 = json.loads((tmp_path / "out" / "member_probe_tiny-240k.json").read_text())
     (tmp_path / "out" / "member_probe_tiny-240k.json").write_text(json.dumps(dict(v240, x1=1.7, shift=1.9)))
     called.clear()
     s.stage_ensembles(["tiny-530k"], {"tiny-530k": pt})    # unshifted better at every probe size: unshifted
-    assert called == [("tiny-530k", 2)]
+    assert called == [("tiny-530k", 2)]                     # (the shifted members were never trained)
     # a verdict whose ensemble points are gone is stale: read as missing, so the shard waits again
     os.remove(s.point_path(v["ensembles"][1]))
     assert s.read_verdict("tiny-120k") is None
