@@ -152,6 +152,7 @@ class Sweep:
         self.points_dir = os.path.join(results_dir or os.path.join("results", name), "runs")
         self.planned = []         # dry run: configs that would train
         self.t0 = time.time()
+        self.fingerprints = {}    # dataset spec -> its data fingerprint here (None: not prepared yet)
 
     def point_path(self, cfg_or_name):
         name = cfg_or_name if isinstance(cfg_or_name, str) else os.path.basename(cfg_or_name.out_dir)
@@ -176,6 +177,15 @@ class Sweep:
                            epochs=epochs, lr=lr, wd=wd, seed=seed, data_seed=seed, evals=4, resume=True,
                            out_dir=os.path.join(self.runs_dir, name), **extra)
 
+    def data_fingerprint(self, dataset):
+        """The dataset's fingerprint as prepared here now (data.meta_fingerprint), or None if it is not."""
+        if dataset not in self.fingerprints:
+            try:
+                self.fingerprints[dataset] = data.meta_fingerprint(data.load_dataset(dataset).meta)
+            except data.DataError:
+                self.fingerprints[dataset] = None
+        return self.fingerprints[dataset]
+
     def finished(self, cfg):
         """Whether cfg has a committed point or a finished run folder (its summary.json)."""
         return os.path.exists(self.point_path(cfg)) or os.path.exists(os.path.join(cfg.out_dir, "summary.json"))
@@ -193,6 +203,13 @@ class Sweep:
             if seen != (cfg.dataset, cfg.seq_len, cfg.batch_size):
                 raise train.ConfigError(f"{cfg.out_dir} was trained on {seen[0]} (T={seen[1]}, B={seen[2]}), "
                                         f"not {cfg.dataset}; use another --runs_dir")
+            # a point from another preparation of the data (another split, a replaced corpus) is not
+            # this sweep's: points from before fingerprints were recorded have none and are trusted
+            fp, here = s.get("data_fingerprint"), self.data_fingerprint(cfg.dataset)
+            if fp and here and fp != here:
+                raise train.ConfigError(f"{self.point_path(cfg)} was trained on another preparation of {cfg.dataset} "
+                                        f"(data fingerprint {fp}, here {here}); prepare the data as its run did, "
+                                        f"or keep this sweep's points apart with --out and --runs_dir")
             dtype = train.dtype_name(train.resolve_device(cfg)[1])
             if s.get("dtype", "float32") != dtype:     # a sweep never mixes fp32 and bf16 points
                 raise train.ConfigError(f"{cfg.out_dir} was trained in {s.get('dtype', 'float32')}, this "

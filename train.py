@@ -1185,6 +1185,7 @@ def write_summary(cfg, r, final, derived, source, ds, val_windows, skip, device,
     diverged without a non-finite loss (check_divergence) is flagged in it."""
     summary = {
         "recipe": cfg.recipe, "dataset": cfg.dataset, "tokenizer": ds.meta["tokenizer"],
+        "data_fingerprint": data.meta_fingerprint(ds.meta),
         "vocab": ds.meta["vocab_size"], "model": cfg.model, "N": derived["N"], "N_nonembed": derived["N_nonembed"],
         "D": derived["D"], "epochs": cfg.epochs, "lr": cfg.lr, "wd": cfg.wd, "batch_size": cfg.batch_size,
         "seq_len": cfg.seq_len, "seed": cfg.seed, "data_seed": cfg.data_seed, "steps": steps,

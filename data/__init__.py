@@ -13,10 +13,10 @@ streaming path: any corpus -> shards in bounded memory), shards.py (llm.c shards
 them read as one lazy TokenStream).
 """
 
-from .dataset import (DATA_ROOT, Dataset, DataError, OneLineParser, Samples, Windows, load_dataset, range_error,
-                      token_dtype, train_sequences, val_windows, write_dataset)
+from .dataset import (DATA_ROOT, Dataset, DataError, OneLineParser, Samples, Windows, load_dataset, meta_fingerprint,
+                      range_error, token_dtype, train_sequences, val_windows, write_dataset)
 from .tokenizer import get_tokenizer
 
 
 __all__ = ["DATA_ROOT", "Dataset", "DataError", "Windows", "get_tokenizer",
-           "load_dataset", "token_dtype", "train_sequences", "val_windows", "write_dataset"]
+           "load_dataset", "meta_fingerprint", "token_dtype", "train_sequences", "val_windows", "write_dataset"]

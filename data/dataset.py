@@ -17,7 +17,7 @@ import numpy as np
 from . import shards
 # re-exported: older code imports these from data.dataset
 from .format import (DATA_ROOT, REPO, REQUIRED_META, Dataset, DataError, OneLineParser,  # noqa: F401
-                     check_token_ids, memmap, range_error, read_meta, shared_dir, token_dtype,
+                     check_token_ids, memmap, meta_fingerprint, range_error, read_meta, shared_dir, token_dtype,
                      write_dataset)
 
 

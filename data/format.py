@@ -37,6 +37,13 @@ def file_sha256(path):
     return h.hexdigest()
 
 
+def meta_fingerprint(meta):
+    """A dataset's identity in one short hash: every field of its meta.json (the source's SHA-256, the
+    tokenizer, the split and the token counts), so two preparations of the same text the same way
+    agree and a re-prepared or replaced corpus differs. A summary.json records it as data_fingerprint."""
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def shared_dir():
     """The shared folder with corpora and the tokenizer cache (never committed)."""
     return os.environ.get("ICGPT_SHARED", os.path.join(REPO, "..", "shared"))

@@ -288,3 +288,26 @@ def test_batched_members_train_together_and_land_as_ordinary_points(tmp_path, mo
     alone = real_train(lone, quiet=True)["val_loss"]
     with open(tmp_path / "out" / "runs" / "tiny-120k_D4096_ep1_lr0.01_wd0.8_s1.json") as f:
         assert abs(json.load(f)["val_loss"] - alone) < 1e-4
+
+
+def test_a_committed_point_from_another_preparation_of_the_data_is_refused(tmp_path):
+    sys.path.insert(0, REPO)
+    import data
+    import sweep as sw
+    import train
+    from data import synthetic
+    import pytest
+    ds = synthetic.generate(str(tmp_path / "data"), V=16, k=1, s=4, alpha=0.5, n_train=4_000, n_val=1_000, seed=1)
+    here = data.meta_fingerprint(data.load_dataset(ds).meta)
+    s = sw.Sweep(sw.PRESETS["smoke"], "smoke", str(tmp_path / "runs"), dataset=ds, results_dir=str(tmp_path / "out"))
+    cfg = s.config("tiny-120k", epochs=1, lr=1e-2, wd=0.8)
+    point = dict(dataset=ds, seq_len=cfg.seq_len, batch_size=cfg.batch_size, dtype="float32", val_loss=2.5)
+    for fp in (here, None):                         # this data, or a point from before fingerprints: done
+        s.keep(os.path.basename(cfg.out_dir), dict(point, **({"data_fingerprint": fp} if fp else {})))
+        assert s.run(cfg) == 2.5
+    s.keep(os.path.basename(cfg.out_dir), dict(point, data_fingerprint="0123456789abcdef"))
+    with pytest.raises(train.ConfigError, match="another preparation"):
+        s.run(cfg)
+    # another split of the same source is another preparation: its fingerprint differs
+    other = synthetic.generate(str(tmp_path / "data2"), V=16, k=1, s=4, alpha=0.5, n_train=3_000, n_val=1_000, seed=1)
+    assert data.meta_fingerprint(data.load_dataset(other).meta) != here

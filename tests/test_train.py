@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import data
 import train
 from train import EpochStream, TrainConfig, lr_at
 
@@ -244,6 +245,7 @@ def test_a_run_records_dtype_compile_torch_and_commit_and_resume_refuses_another
     other = "bfloat16" if here == "float32" else "float32"
     assert (s["dtype"], s["compile"], s["torch"]) == (here, False, torch.__version__)
     assert s["git"] == c["git"] and s["git"] != "" and c["resolved_dtype"] == here
+    assert s["data_fingerprint"] == data.meta_fingerprint(data.load_dataset(tiny_data).meta)   # what it read
     # the same flags on a machine where --dtype auto resolves otherwise
     os.remove(os.path.join(out, "summary.json"))                    # killed before the end
     ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)
