@@ -406,14 +406,15 @@ class Sweep:
         settings = self.p.get("member_settings", ["x1", "shift"])
         probe = [m for m in self.p.get("member_probe", []) if m in self.p["models"]] if len(settings) == 2 else []
         for m in probe:
-            if m in reg:
+            if m in reg and self.read_verdict(m) is None:     # (a valid verdict is never recomputed)
                 self.probe_verdict(m, reg[m])
         verdicts = {m: self.read_verdict(m) for m in probe}
         choice = None
         if probe and all(verdicts.values()):
             choice = "x1" if all(v["x1"] < v["shift"] for v in verdicts.values()) else "shift"
-            print(f"members elsewhere: {'unshifted' if choice == 'x1' else 'shifted'} (measured at "
-                  f"{', '.join(probe)})", flush=True)
+            print(f"members elsewhere: {'unshifted' if choice == 'x1' else 'shifted'} (K -> inf loss shifted vs "
+                  f"unshifted: " + ", ".join(f"{v['shift']:.4f} vs {v['x1']:.4f} at {m}" for m, v in verdicts.items())
+                  + ")", flush=True)
         elif probe and self.dry:
             choice = "shift"
             print("dry run: the member setting follows the probe's real losses; planned as shifted "
@@ -924,9 +925,10 @@ def run(args, ap):
     # the main budget first (every finding there), then the other budgets for the data laws
     std = sweep.stage_standard(models)
     reg = sweep.stage_regularized(models, std)
-    ens = sweep.stage_ensembles(models, reg)
-    if p["distill_model"] in models:
-        sweep.stage_distill(reg, ens)
+    dm = p["distill_model"]
+    if dm in models:    # the teacher's size first, then its students, which need nothing else: so an
+        sweep.stage_distill(reg, sweep.stage_ensembles([dm], reg))    # interrupted sweep has them early
+    sweep.stage_ensembles([m for m in models if m != dm], reg)
     std_at = {D: sweep.stage_standard(models, D, lrs=std) for D in p["data_budgets"]}
     if p.get("reg_data_budgets"):       # the paper's data scaling of the regularized recipe too (section 7)
         for D in p["data_budgets"]:
