@@ -349,8 +349,6 @@ def plot(out, nfits, kfits, joints, laws, eff):
                             [(f, f"N={people(k[2])}: {ci(f)}") for k, (f, _) in sorted(kfits.items(), key=lambda kv: kv[0][2])
                              if k[:2] == (rec, D)])
                            for rec, D in sorted({k[:2] for k in kfits}, key=str)]),
-        "data_scaling.png": ("data D (tokens)", 1e9,
-                             [("best loss per D", [(f, f"{_short(rec)}: {ci(f)}") for rec, (f, _) in sorted(laws.items())])] if laws else []),
     }
     written = []
     for name, (xlabel, scale, panels) in figs.items():
@@ -363,18 +361,6 @@ def plot(out, nfits, kfits, joints, laws, eff):
             ys = []
             for c, (f, label) in enumerate(curves):
                 ys += curve(ax, f, f"C{c}", label, scale)
-            if name == "data_scaling.png" and eff:
-                # each recipe's point at its D, and an arrow to the D the standard recipe needs for that
-                # loss: the data-efficiency multiplier, read as a distance along the x axis
-                for c, e in enumerate(eff[:6], start=len(curves)):
-                    x0 = e["D"] * scale
-                    mult = "inf" if e["infinite"] else f"{e['multiplier']:.3g}x"
-                    ax.plot([x0], [e["loss"]], "*", ms=10, color=f"C{c}",
-                            label=f"{_short(e['recipe'])}: {mult}" + (" (flagged)" if e["warning"] else ""))
-                    if not e["infinite"] and math.isfinite(e["multiplier"]):
-                        ax.annotate("", xy=(x0 * e["multiplier"], e["loss"]), xytext=(x0, e["loss"]),
-                                    arrowprops=dict(arrowstyle="->", color=f"C{c}", lw=1, ls=":"))
-                    ys.append(e["loss"])
             if ys:                                    # the data (and identified asymptotes), padded
                 lo, hi = min(ys), max(ys)
                 pad = 0.08 * (hi - lo) + 1e-3
@@ -396,6 +382,9 @@ def plot(out, nfits, kfits, joints, laws, eff):
         _atomic(os.path.join(out, name), lambda p: fig.savefig(p, dpi=110))
         plt.close(fig)
         written.append(name)
+    if laws:
+        data_scaling(laws, eff, os.path.join(out, "data_scaling.png"))
+        written.append("data_scaling.png")
     return written
 
 
@@ -446,6 +435,9 @@ def params_label(n):
     return f"{n:.0f}"
 
 
+COLORS = dict(standard="#888888", regularized="C0", ensemble="C3", distill="C2", **{"self-distill": "C1"})   # one colour per recipe, in every figure
+
+
 def headline(singles, js, out_png, title=""):
     import matplotlib
     matplotlib.use("Agg")
@@ -454,8 +446,7 @@ def headline(singles, js, out_png, title=""):
 
     D = main_budget(singles)
     fig, ax = plt.subplots(figsize=(8, 5.2))
-    colors = dict(standard="#888888", regularized="C0", ensemble="C3", joint="C3", distill="C2",
-                  **{"self-distill": "C1"})
+    colors = dict(COLORS, joint=COLORS["ensemble"])
     allN, ys = set(), []            # the y range follows the data, not unidentified intervals
 
     def points(recipe, label, marker):
@@ -516,6 +507,67 @@ def headline(singles, js, out_png, title=""):
     ax.grid(alpha=0.3)
     # the legend below the axes: never over the data
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout()
+    _atomic(out_png, lambda p: fig.savefig(p, dpi=120, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def data_scaling(laws, eff, out_png):
+    """The paper's data-efficiency figure: each recipe's best loss per D with its fitted data law, and
+    from each recipe's loss at its D an arrow to the data the standard recipe's law needs for that
+    loss: the multiplier, read as a distance along the x axis and written at the arrow's head."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    xs, ys = set(), []
+    for rec, (f, _) in sorted(laws.items()):
+        base, D = _base(rec), np.array(f.x)
+        color = COLORS.get(base, "C4")
+        xs.update(D * 1e9)
+        ys.extend(f.y)
+        ax.plot(D * 1e9, f.y, "s" if base == "standard" else "o", color=color, ms=6,
+                label=f"{base}: best loss per D" + (f", E = {_ci(f.E, f.E_ci)}" if f.identified else ""))
+        grid = np.geomspace(D.min(), D.max(), 100)
+        ax.plot(grid * 1e9, f.predict(grid), "-", color=color, lw=1)
+    kinds = {}
+    for e in eff:
+        base, x0 = _base(e["recipe"]).replace(" (joint)", ""), e["D"] * 1e9
+        joint = "joint" in e["of"]
+        color = COLORS.get(base, "C4")
+        x1 = x0 * (e["multiplier"] if math.isfinite(e["multiplier"]) else 1)
+        label = f"{base} {'N, K -> inf' if joint else e['of']}" if (base, e["of"]) not in kinds else None
+        kinds[(base, e["of"])] = True
+        marker = "D" if joint else "*" if e["of"] == "asymptote" else "v"     # v: a best run stands in
+        ax.plot([x0], [e["loss"]], marker, ms=12 if marker == "*" else 8, color=color,
+                mfc="none" if e["warning"] else color, label=label)
+        if math.isfinite(e["multiplier"]):
+            ax.annotate("", xy=(x1, e["loss"]), xytext=(x0, e["loss"]),
+                        arrowprops=dict(arrowstyle="->", color=color, lw=1, ls=":"))
+        ax.annotate("inf" if e["infinite"] else f"{e['multiplier']:.3g}x", (x1, e["loss"]),
+                    xytext=(4, 3), textcoords="offset points", fontsize=8, color=color)
+        xs.update((x0, x1))
+        ys.append(e["loss"])
+    ax.set_xscale("log")
+    ticks = sorted(x for x in xs if any(math.isclose(x, d * 1e9) for _, (f, _) in laws.items() for d in f.x))
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([params_label(t) for t in ticks])
+    ax.set_xlim(min(xs) / 1.3, max(xs) * 1.5)
+    lo, hi = min(ys), max(ys)
+    ax.set_ylim(lo - 0.1 * (hi - lo) - 1e-3, hi + 0.1 * (hi - lo) + 1e-3)
+    unit = unit_of(list(laws))
+    ax.set(xlabel=f"data D ({unit}s, repeated for as many epochs as tuned)",
+           ylabel=f"validation loss (nats per {unit})",
+           title="best loss per D, and the data the standard recipe would need for each recipe's loss")
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3)
+    flagged = any(e["warning"] for e in eff)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False,
+              title="hollow: flagged (an extrapolation or an unidentified E; see summary.md)" if flagged else None,
+              title_fontsize=8)
     fig.tight_layout()
     _atomic(out_png, lambda p: fig.savefig(p, dpi=120, bbox_inches="tight"))
     plt.close(fig)

@@ -314,3 +314,30 @@ def test_a_committed_point_from_another_preparation_of_the_data_is_refused(tmp_p
     # another split of the same source is another preparation: its fingerprint differs
     other = synthetic.generate(str(tmp_path / "data2"), V=16, k=1, s=4, alpha=0.5, n_train=3_000, n_val=1_000, seed=1)
     assert data.meta_fingerprint(data.load_dataset(other).meta) != here
+
+
+def test_data_scaling_writes_each_multiplier_at_its_arrow_and_keeps_the_legend_off_the_data(tmp_path, monkeypatch):
+    sys.path.insert(0, REPO)
+    import math
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.figure
+    import fit
+    import report
+    seen = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, p, **k: seen.append(fig) or open(p, "wb").close())
+    D = [6.5e-5, 1.3e-4, 2.6e-4]
+    laws = {f"{rec} [shakespeare_byte/byte]": (fit.fit_power_law(D, [l + 1e-4 / d ** 0.5 for d in D], n_boot=0), None)
+            for rec, l in (("standard", 1.2), ("regularized", 1.1))}
+    eff = [dict(recipe="regularized [shakespeare_byte/byte]", D=2.6e-4, loss=1.67, of="asymptote", multiplier=1.25,
+                infinite=False, warning=None),
+           dict(recipe="ensemble [shakespeare_byte/byte] (joint)", D=2.6e-4, loss=1.3, of="joint asymptote",
+                multiplier=math.inf, infinite=True, warning="joint E not identified")]
+    report.data_scaling(laws, eff, str(tmp_path / "d.png"))
+    ax = seen[0].axes[0]
+    assert [t.get_text() for t in ax.texts if t.get_text()] == ["1.25x", "inf"]     # at each arrow head
+    assert ax.get_xlabel().startswith("data D (bytes") and "per byte" in ax.get_ylabel()
+    flagged = [ln for ln in ax.lines if ln.get_marker() == "D"]
+    assert len(flagged) == 1 and flagged[0].get_markerfacecolor() == "none"   # hollow: flagged
+    seen[0].canvas.draw()
+    assert ax.get_legend().get_window_extent().y1 <= ax.get_window_extent().y0   # below the axes, not on the data
