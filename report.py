@@ -332,7 +332,7 @@ def plot(out, nfits, kfits, joints, laws, eff):
         ax.plot(xs * scale, f.predict(xs), "-", color=color, lw=1)
         if f.identified and all(math.isfinite(v) for v in f.E_ci):
             ax.axhline(f.E, ls="--", color=color, lw=1)
-            ax.axhspan(*f.E_ci, color=color, alpha=0.1)
+            ax.axhspan(*f.E_ci, color=color, alpha=0.06)     # faint: several curves' bands overlap
         return list(f.y) + ([f.E] if f.identified else [])
 
     def ci(v):
@@ -342,10 +342,10 @@ def plot(out, nfits, kfits, joints, laws, eff):
         return params_label(billions * 1e9)
     figs = {   # name: (x label, x scale from billions, panels of (title, [(fit, label)]))
         "loss_vs_N.png": ("parameters N", 1e9,
-                          [(_short(rec), [(f, f"D={people(D)} tokens: {ci(f)}") for (r, D), f in sorted(nfits.items(), key=str) if r == rec])
+                          [(_short(rec), [(f, f"D={people(D)} {unit_of([rec])}s: {ci(f)}") for (r, D), f in sorted(nfits.items(), key=str) if r == rec])
                            for rec in sorted({r for r, _ in nfits})]),
         "loss_vs_K.png": ("ensemble size K", 1,
-                          [(f"{_short(rec)}, D={people(D)} tokens" + (f"\njoint {ci(joints[(rec, D)])}" if (rec, D) in joints else ""),
+                          [(f"{_short(rec)}, D={people(D)} {unit_of([rec])}s" + (f"\njoint {ci(joints[(rec, D)])}" if (rec, D) in joints else ""),
                             [(f, f"N={people(k[2])}: {ci(f)}") for k, (f, _) in sorted(kfits.items(), key=lambda kv: kv[0][2])
                              if k[:2] == (rec, D)])
                            for rec, D in sorted({k[:2] for k in kfits}, key=str)]),
