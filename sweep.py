@@ -215,7 +215,8 @@ class Sweep:
                 raise train.ConfigError(f"{cfg.out_dir} was trained in {s.get('dtype', 'float32')}, this "
                                         f"machine trains in {dtype}; use another --runs_dir (or --dtype to match)")
         elif self.dry:
-            self.planned.append(cfg)
+            if all(c.out_dir != cfg.out_dir for c in self.planned):    # a config asked for twice trains once
+                self.planned.append(cfg)
             return self.guess(cfg)
         else:
             t = time.time()
@@ -436,7 +437,8 @@ class Sweep:
                         and not all(self.finished(c) for c in members)):
                     continue
                 res = self.ensemble(m, pt)
-                if res is None:
+                if res is None:             # a dry run: the members are planned; their students can be too
+                    best.setdefault(m, (members, None, pt))
                     continue
                 L, K = res["losses"], self.p["K"]
                 print(f"ensemble  {m} {tag} {pt}: k=1..{K} (mean over k-subsets) "

@@ -341,3 +341,20 @@ def test_data_scaling_writes_each_multiplier_at_its_arrow_and_keeps_the_legend_o
     assert len(flagged) == 1 and flagged[0].get_markerfacecolor() == "none"   # hollow: flagged
     seen[0].canvas.draw()
     assert ax.get_legend().get_window_extent().y1 <= ax.get_window_extent().y0   # below the axes, not on the data
+
+
+def test_a_dry_run_plans_each_config_once_and_plans_the_students(tmp_path, monkeypatch):
+    sys.path.insert(0, REPO)
+    import sweep as sw
+    seen = []
+    monkeypatch.setattr(sw, "print_plan", lambda sweep, args: seen.append(sweep))
+    p = dict(sw.PRESETS["smoke"], member_probe=["tiny-120k", "tiny-240k"], member_settings=["x1", "shift"])
+    monkeypatch.setitem(sw.PRESETS, "smoke", p)
+    try:
+        sw.main(["--preset", "smoke", "--dry_run", "--no_timing", "--runs_dir", str(tmp_path / "runs"),
+                 "--out", str(tmp_path / "out")])
+    except SystemExit as e:
+        assert not e.code
+    dirs = [c.out_dir for c in seen[0].planned]
+    assert len(dirs) == len(set(dirs))                            # the probe's members were asked for twice
+    assert {c.recipe for c in seen[0].planned} >= {"distill", "self-distill"}   # the students cost too
