@@ -924,13 +924,17 @@ def run(args, ap):
     if p.get("cpt"):          # its own pipeline: base, then continued runs (stage_cpt)
         sweep.stage_cpt(args.out or os.path.join("results", args.preset))
         return print_plan(sweep, args) if args.dry_run else None
-    # the main budget first (every finding there), then the other budgets for the data laws
+    # Stages in order of findings per core-hour, so that an interrupted sweep has measured the most:
+    # the searches at the main budget, the probe's and the teacher's ensembles with the students, the
+    # other budgets (the data laws and multipliers), and last the other sizes' ensembles (K members at
+    # 2x epochs: the costliest runs, refining a finding the probe sizes already measure).
     std = sweep.stage_standard(models)
     reg = sweep.stage_regularized(models, std)
     dm = p["distill_model"]
-    if dm in models:    # the teacher's size first, then its students, which need nothing else: so an
-        sweep.stage_distill(reg, sweep.stage_ensembles([dm], reg))    # interrupted sweep has them early
-    sweep.stage_ensembles([m for m in models if m != dm], reg)
+    early = [m for m in models if m == dm or m in p.get("member_probe", [])]
+    ens = sweep.stage_ensembles(early, reg)         # the probe's verdicts (other shards wait for them)
+    if dm in models:
+        sweep.stage_distill(reg, ens)
     std_at = {D: sweep.stage_standard(models, D, lrs=std) for D in p["data_budgets"]}
     if p.get("reg_data_budgets"):       # the paper's data scaling of the regularized recipe too (section 7)
         for D in p["data_budgets"]:
@@ -938,6 +942,7 @@ def run(args, ap):
     for D in p.get("std_budgets", []):  # larger budgets for the standard recipe only: so the data
         big = [m for m in models if m in p.get("std_budget_models", models)]   # efficiency is interpolated
         sweep.stage_standard(big, D, lrs=std, start=p.get("std_budget_start"), seeds=1)
+    sweep.stage_ensembles([m for m in models if m not in early], reg)
     if args.dry_run:
         print_plan(sweep, args)
         return
