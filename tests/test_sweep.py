@@ -160,7 +160,7 @@ def test_member_shift_doubles_epochs_past_the_grid_and_shards_share_the_probes_v
         called.append((m, pt["epochs"]))
         shift = pt["epochs"] == 4
         E = 1.80 + (0.05 if m == "tiny-120k" else -0.05) * shift
-        res = {"losses": {str(k): E + 0.4 / k for k in (1, 2, 3)}}
+        res = {"losses": {str(k): E + 0.4 / k for k in (1, 2, 3)}, "member_losses": [E + 0.4] * 3}
         s.keep(f"ensemble_{os.path.basename(s.config(m, seed=0, **pt).out_dir)}", res)
         return res
     s.ensemble = ensemble
@@ -179,9 +179,19 @@ def test_member_shift_doubles_epochs_past_the_grid_and_shards_share_the_probes_v
     assert called == [("tiny-530k", 4)] and list(best) == ["tiny-530k"]   # shifted: not unshifted at every size
     for c in s.members("tiny-530k", pt):                  # the unshifted members exist (the regularized seeds):
         s.keep(os.path.basename(c.out_dir), {"val_loss": 2.0})    # their ensemble is scored too, eval only
+    first = s.members("tiny-530k", s.member_settings(pt)["shift"])[0]
+    point = dict(dataset=s.dataset, seq_len=first.seq_len, batch_size=first.batch_size, dtype="float32")
+    s.keep(os.path.basename(first.out_dir), dict(point, val_loss=1.9))    # a promising first shifted member
     called.clear()
     best = s.stage_ensembles(["tiny-530k"], {"tiny-530k": pt})
     assert called == [("tiny-530k", 2), ("tiny-530k", 4)] and best["tiny-530k"][2]["epochs"] == 4
+    # a hopeless one: 3.0 less twice the probe's member-to-K->inf gain (0.4) is above the unshifted
+    # K -> inf loss here (1.8): the shifted members stop after it, and the unshifted ensemble stands
+    s.keep(os.path.basename(first.out_dir), dict(point, val_loss=3.0))
+    os.remove(s.point_path(s.ensemble_name("tiny-530k", s.member_settings(pt)["shift"])))
+    called.clear()
+    best = s.stage_ensembles(["tiny-530k"], {"tiny-530k": pt})
+    assert called == [("tiny-530k", 2)] and best["tiny-530k"][2]["epochs"] == 2
     v240 = json.loads((tmp_path / "out" / "member_probe_tiny-240k.json").read_text())
     (tmp_path / "out" / "member_probe_tiny-240k.json").write_text(json.dumps(dict(v240, x1=1.7, shift=1.9)))
     called.clear()
