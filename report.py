@@ -177,14 +177,17 @@ def searched_losses(by_seed, rec, D, N):
     {seed: loss}}. Where runs record seeds, the config is the one a search on seed 0 picks (its
     lowest seed-0 loss) and its losses are those of the OTHER seeds trained there: fresh draws, so the
     reported loss is not the search's lucky draw (picking the best of many near-tied configs on one
-    seed biases that seed's loss low). Without fresh seeds the seed-0 loss stands; rows without seeds:
-    the config with the lowest mean, all its runs."""
+    seed biases that seed's loss low). Without fresh seeds the seed-0 loss stands. Where seed 0
+    ran one config only (a student, a point nothing was compared with), it won nothing and every seed
+    is a fresh draw. Rows without seeds: the config with the lowest mean, all its runs."""
     cfgs = {c: v for (r, d, n, c), v in by_seed.items() if (r, d, n) == (rec, D, N)}
     seed0 = {c: v[0] for c, v in cfgs.items() if 0 in v}
     if not seed0:
         c = min(cfgs, key=lambda c: np.mean(list(cfgs[c].values())))
         return list(cfgs[c].values())
     c = min(seed0, key=seed0.get)
+    if len(seed0) == 1:
+        return list(cfgs[c].values())
     return [l for s, l in cfgs[c].items() if s != 0] or [seed0[c]]
 
 
@@ -670,7 +673,8 @@ def findings(singles, ens_rows, js, cpt=None, downstream=None):
                 "better than the same-size regularized model by > 2 sigma", None)
         for N, (m, sd, n) in st.items():
             single = reg[N]
-            ours = f"student {m:.3f} ± {sd:.3f} (n={n}) vs same-size regularized {single[0]:.3f}"
+            ours = (f"student {m:.3f}" + (f" ± {sd:.3f}" if n > 1 else "") + f" (n={n}) vs same-size "
+                    f"regularized {single[0]:.3f}")
             if rec == "distill":
                 e = [r for r in ens_rows if r["N"] == N and r["D"] == D]
                 if e:

@@ -366,6 +366,8 @@ def test_reported_point_is_the_seed0_search_choice_scored_by_its_fresh_seeds():
     assert report.searched_point(by_seed, "reg", 1.0, 2.0) == (pytest.approx(2.01), 2)
     only0 = {("std", 1.0, 2.0, "a"): {0: 2.2}, ("std", 1.0, 2.0, "b"): {0: 2.1}}
     assert report.searched_point(only0, "std", 1.0, 2.0) == (2.1, 1)
+    student = {("distill", 1.0, 2.0, "a"): {0: 1.90, 1: 2.00}}         # one config: seed 0 won nothing
+    assert report.searched_point(student, "distill", 1.0, 2.0) == (pytest.approx(1.95), 2)
     noseed = {("x", None, 2.0, "a"): {None: 2.3}, ("x", None, 2.0, "b"): {None: 2.4}}
     assert report.searched_point(noseed, "x", None, 2.0) == (2.3, 1)
 
