@@ -452,15 +452,17 @@ def headline(singles, js, out_png, title=""):
     colors = dict(COLORS, joint=COLORS["ensemble"])
     allN, ys = set(), []            # the y range follows the data, not unidentified intervals
 
-    def points(recipe, label, marker):
+    def points(recipe, label, marker, shift=1.0):
+        """shift: a student is drawn a little right of its size, so it does not hide the point it is
+        compared with (the x tick still names the size)."""
         pts = searched(singles, recipe, D)
         if not pts:
             return
         N = sorted(pts)
         allN.update(N)
         ys.extend(pts[n][0] for n in N)
-        ax.errorbar([n * 1e9 for n in N], [pts[n][0] for n in N], yerr=[pts[n][1] for n in N], fmt=marker,
-                    color=colors[recipe], ms=6, capsize=3, label=label,
+        ax.errorbar([n * 1e9 * shift for n in N], [pts[n][0] for n in N], yerr=[pts[n][1] for n in N],
+                    fmt=marker, color=colors[recipe], ms=8 if shift > 1 else 6, capsize=3, label=label,
                     ls="--" if recipe == "standard" else "none", lw=1)
 
     points("standard", "standard (wd 0.1)", "s")
@@ -493,8 +495,8 @@ def headline(singles, js, out_png, title=""):
             ys.append(j["E"])
             ax.axhline(j["E"], color=colors["joint"], ls=":", lw=1.5,
                        label=f"joint N, K -> inf: E = {_ci(j['E'], j['E_ci'])}")
-    points("distill", "distilled student", "*")
-    points("self-distill", "self-distilled student", "P")
+    points("distill", "distilled student", "*", shift=1.08)
+    points("self-distill", "self-distilled student", "P", shift=1.16)
     ax.set_xscale("log")
     if allN:
         ticks = sorted(n * 1e9 for n in allN)

@@ -271,6 +271,13 @@ def test_headline_names_the_unit_its_data_counts_in(tmp_path, monkeypatch):
                identified=True)
     report.headline(singles, dict(fits=[ens], joint=[]), str(tmp_path / "h.png"))
     assert seen[-1][0] < 1.5
+    # a student is drawn just right of its size, not on top of the regularized point it is compared with
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, p, **k: seen.append(fig.axes[0].lines) or open(p, "wb").close())
+    student = dict(singles[-1], recipe="distill [shakespeare_byte/byte]", N=1e-4, seed=0)
+    report.headline(singles + [student], dict(fits=[], joint=[]), str(tmp_path / "h.png"))
+    xs = [ln.get_xdata()[0] for ln in seen[-1] if ln.get_marker() in ("*", "o")]
+    assert len(xs) == 2 and 1e5 == min(xs) < max(xs) < 1.2e5
 
 
 def test_batched_members_train_together_and_land_as_ordinary_points(tmp_path, monkeypatch):
