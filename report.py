@@ -239,7 +239,7 @@ def fit_all(singles, ens, n_boot=400, seed=0):
         f = fit_power_law(K, [kl[k] for k in K], n_boot=n_boot, seed=seed, sigma=sig, shared_sigma=sh)
         if (rec, D, N) not in kfits or f.E < kfits[(rec, D, N)][0].E:
             kfits[(rec, D, N)] = (f, [(N, k, kl[k]) for k in K])
-    for (rec, D, N), (f, _) in sorted(kfits.items(), key=str):
+    for (rec, D, N), (f, _) in sorted(kfits.items(), key=lambda kv: (str(kv[0][:2]), kv[0][2] or 0)):   # by N
         out_json["fits"].append(dict(recipe=rec, D=D, N=N, axis="K", **f.to_dict()))
     for rec, D in sorted({(k[0], k[1]) for k in kfits}, key=str):
         pts = [p for k, (f, ps) in kfits.items() if (k[0], k[1]) == (rec, D) for p in ps]
