@@ -10,7 +10,7 @@ Reproduce the paper end to end (its search, ensembles, fits and distillation): f
 then fit.py turns the points into results/<preset>/ (fits.json, PNGs, points.jsonl).
 
     python sweep.py --preset mini --dry_run      # the plan: runs, tokens, FLOPs and an ETA
-    python sweep.py --preset mini                # ~20 core-hours (its real search; see README); resumable
+    python sweep.py --preset mini                # ~25 core-hours (its real search; see README); resumable
     python sweep.py --preset mini --shard 0/4    # spread N over 4 processes or GPUs, then
     python sweep.py --preset mini --report_only  # fit whatever has finished
 
