@@ -537,14 +537,14 @@ def data_scaling(laws, eff, out_png):
                 label=f"{base}: best loss per D" + (f", E = {_ci(f.E, f.E_ci)}" if f.identified else ""))
         grid = np.geomspace(D.min(), D.max(), 100)
         ax.plot(grid * 1e9, f.predict(grid), "-", color=color, lw=1)
-    kinds = {}
+    labelled = set()            # one legend entry per (recipe, what the loss is)
     for e in eff:
         base, x0 = _base(e["recipe"]).replace(" (joint)", ""), e["D"] * 1e9
         joint = "joint" in e["of"]
         color = COLORS.get(base, "C4")
         x1 = x0 * (e["multiplier"] if math.isfinite(e["multiplier"]) else 1)
-        label = f"{base} {'N, K -> inf' if joint else e['of']}" if (base, e["of"]) not in kinds else None
-        kinds[(base, e["of"])] = True
+        label = f"{base} {'N, K -> inf' if joint else e['of']}" if (base, e["of"]) not in labelled else None
+        labelled.add((base, e["of"]))
         marker = "D" if joint else "*" if e["of"] == "asymptote" else "v"     # v: a best run stands in
         ax.plot([x0], [e["loss"]], marker, ms=12 if marker == "*" else 8, color=color,
                 mfc="none" if e["warning"] else color, label=label)
@@ -556,7 +556,7 @@ def data_scaling(laws, eff, out_png):
         xs.update((x0, x1))
         ys.append(e["loss"])
     ax.set_xscale("log")
-    ticks = sorted(x for x in xs if any(math.isclose(x, d * 1e9) for _, (f, _) in laws.items() for d in f.x))
+    ticks = sorted({d * 1e9 for f, _ in laws.values() for d in f.x})        # the budgets themselves
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticklabels([params_label(t) for t in ticks])
