@@ -244,12 +244,15 @@ def _from_theta(th, x0):
 
 
 def fit_power_law(x, y, method="huber", n_boot=400, seed=0, p0=PAPER_P0, bounds=PAPER_BOUNDS,
-                  sigma=None, level=0.9, sigma_floor=0.005, delta=DELTA, loo=True, shared_sigma=0.0):
+                  sigma=None, level=0.9, sigma_floor=0.005, delta=DELTA, loo=True, shared_sigma=0.0,
+                  x_name="x", x_scale=1.0):
     """Fit L(x) = A/x^alpha + E. method "huber" (Chinchilla objective, default) or "curve_fit"
     (the paper's, paper_fit; p0 and bounds apply only to it, None gives scipy's defaults). sigma: noise per
     point (scalar or array, nats) for the parametric bootstrap; None estimates it from residuals
     with a floor. shared_sigma: noise common to every point (one offset per bootstrap replicate), as
-    for a subset-averaged K curve whose points all average the same members. Returns a PowerLawFit
+    for a subset-averaged K curve whose points all average the same members. x_name and x_scale only
+    word the notes (report.py fits N in billions and passes "N", 1e9: the notes then read in parameters).
+    Returns a PowerLawFit
     with E_ci, identified/monotone flags and a warning."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     order = np.argsort(x)
@@ -270,7 +273,8 @@ def fit_power_law(x, y, method="huber", n_boot=400, seed=0, p0=PAPER_P0, bounds=
     monotone = rises.size == 0
     if not monotone:
         i = rises[0]
-        notes.append(f"loss rises with x (from {ym[i]:.4g} at x={ux[i]:.4g} to {ym[i+1]:.4g} at x={ux[i+1]:.4g}): "
+        at = lambda v: f"{x_name}={v * x_scale:,.0f}" if x_scale > 1 else f"{x_name}={v:.4g}"   # noqa: E731
+        notes.append(f"loss rises with {x_name} (from {ym[i]:.4g} at {at(ux[i])} to {ym[i+1]:.4g} at {at(ux[i+1])}): "
                      "not a falling power law (overfitting?); the fitted E is not meaningful")
 
     if method == "huber":

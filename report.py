@@ -216,7 +216,7 @@ def fit_all(singles, ens, n_boot=400, seed=0):
         if len(pts) >= 3:
             N, l, m = map(np.array, zip(*pts))
             sig = sigma_seed / np.sqrt(m) if sigma_seed else None
-            f = fit_power_law(N, l, n_boot=n_boot, seed=seed, sigma=sig)
+            f = fit_power_law(N, l, n_boot=n_boot, seed=seed, sigma=sig, x_name="N", x_scale=1e9)
             nfits[(rec, D)] = f
             out_json["fits"].append(dict(recipe=rec, D=D, axis="N (billions)", **f.to_dict()))
     # Ensembles: loss vs K per (recipe, D, N); the setting with the lowest asymptote wins (paper section 6).
@@ -236,7 +236,7 @@ def fit_all(singles, ens, n_boot=400, seed=0):
         M = members[(rec, D, N, c)]
         sig, sh = (sigma_seed / math.sqrt(M) / 2, sigma_seed / math.sqrt(M)) if M and sigma_seed else (sigma_seed, 0.0)
         shared[(rec, D)] = max(shared.get((rec, D), (0.0, 0.0)), (sh, sig))   # for the joint limit
-        f = fit_power_law(K, [kl[k] for k in K], n_boot=n_boot, seed=seed, sigma=sig, shared_sigma=sh)
+        f = fit_power_law(K, [kl[k] for k in K], n_boot=n_boot, seed=seed, sigma=sig, shared_sigma=sh, x_name="K")
         if (rec, D, N) not in kfits or f.E < kfits[(rec, D, N)][0].E:
             kfits[(rec, D, N)] = (f, [(N, k, kl[k]) for k in K])
     for (rec, D, N), (f, _) in sorted(kfits.items(), key=lambda kv: (str(kv[0][:2]), kv[0][2] or 0)):   # by N
@@ -257,7 +257,8 @@ def fit_all(singles, ens, n_boot=400, seed=0):
                 perD[D] = l
         if len(perD) >= 3:
             Ds = sorted(perD)
-            laws[rec] = (fit_power_law(Ds, [perD[d] for d in Ds], n_boot=n_boot, seed=seed, sigma=sigma_seed), perD)
+            laws[rec] = (fit_power_law(Ds, [perD[d] for d in Ds], n_boot=n_boot, seed=seed, sigma=sigma_seed,
+                                       x_name="D", x_scale=1e9), perD)
             out_json["data_laws"].append(dict(recipe=rec, axis="D (billions)", **laws[rec][0].to_dict()))
     # Data efficiency vs the standard recipe (same dataset): each recipe's asymptote, or best run, at each D.
     std_of = {r["recipe"]: r["std"] for r in singles + ens}
@@ -731,7 +732,8 @@ def findings(singles, ens_rows, js, cpt=None, downstream=None):
         "the cpt preset: every multiplier > 1.1, no fit.py warning",
         all(e["multiplier"] > 1.1 and not e["warning"] for e in cpt_eff) if cpt_eff else None)
     head = ["| finding (paper section 1) | paper | this miniature | criterion | verdict |", "|---|---|---|---|---|"]
-    return "\n".join(head + rows) + f"\n\nsigma = pooled seed sd = {sig:.4f} nats; D = {D * 1e9:,.0f} tokens.\n"
+    return "\n".join(head + rows) + (f"\n\nsigma = pooled seed sd = {sig:.4f} nats; D = {D * 1e9:,.0f} "
+                                     f"{unit_of([r['recipe'] for r in singles])}s.\n")
 
 
 # -----------------------------------------------------------------------------

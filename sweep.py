@@ -685,7 +685,9 @@ def summary_table(sweep, points, fits):
         cert = "certified" if missing == 0 else f"no certificate: {missing} neighbours untrained"
         return cfg, [by[cfg][k] for k in sorted(by[cfg]) if k != 0], cert, seed0[cfg]
 
-    lines = [f"# {sweep.name}: D = {D:,} tokens of {sweep.dataset}, T = {sweep.p['seq_len']}, "
+    tok = {r.get("tokenizer") for r in main} - {None}
+    unit = {"byte": "byte", "synthetic": "symbol"}.get(tok.pop(), "token") if len(tok) == 1 else "token"
+    lines = [f"# {sweep.name}: D = {D:,} {unit}s of {sweep.dataset}, T = {sweep.p['seq_len']}, "
              f"batch {sweep.p['batch_size']}\n",
              "The searched point per recipe is the lowest seed-0 loss (as the search chooses); it is "
              "reported as the mean ± sd of the fresh seeds trained there (seeds 1.., which are also the "
@@ -720,7 +722,8 @@ def summary_table(sweep, points, fits):
         lines.append(f"| {m} | {N:,} | {st} | {rg} | {el} | {ep} |")
     lines += ["", "| fit | x | E (asymptote) | 90% interval | identified | note |", "|---|---|---|---|---|---|"]
     for f in fits["fits"] + fits["data_laws"]:
-        x = f["axis"] if "N" not in f or f["N"] is None or f["axis"] != "K" else f"K at N={f['N'] * 1e9:,.0f}"
+        x = (f"K at N={f['N'] * 1e9:,.0f}" if f["axis"] == "K" and f.get("N") is not None else
+             "N (parameters)" if f["axis"].startswith("N") else f"D ({unit}s)" if f["axis"].startswith("D") else f["axis"])
         at = f"D={f['D'] * 1e9:,.0f}" if f.get("D") else "over D"
         lines.append(f"| {f['recipe'].split(' [')[0]} ({at}) | {x} | {number(f['E'], '.3g')} | "
                      f"{interval(f['E_ci'], '.3g')} | {f['identified']} | {f['warning'] or ''} |")
@@ -923,7 +926,8 @@ def main(argv=None):
     ap.add_argument("--dataset", default=None, help="override the preset's dataset (any text you prepared)")
     ap.add_argument("--dry_run", action="store_true", help="print the plan: runs, tokens, FLOPs, ETA")
     ap.add_argument("--report_only", action="store_true", help="fit the finished runs, train nothing")
-    ap.add_argument("--shard", default="0/1", help="i/n: this process trains model sizes i, i+n, ...")
+    ap.add_argument("--shard", default="0/1", help="i/n: this process trains shard i of the sizes dealt to n shards by cost "
+                         "(n = the number of sizes gives one size each)")
     ap.add_argument("--no_timing", action="store_true", help="dry run: skip timing the models here")
     ap.add_argument("--tflops", type=float, default=0.1,
                     help="dry run: sustained TFLOP/s for the ETA (0.1 ~ 2 CPU cores in fp32, per bench.py; "

@@ -119,6 +119,9 @@ def test_loss_rising_with_size_is_flagged_not_silently_fitted():
     assert "rises" in f.warning and "3.84" in f.warning
     ok = fit.fit_power_law(GRIDS["N"], law(GRIDS["N"]), n_boot=0)
     assert ok.monotone
+    # the report fits N in billions but words the note in parameters, which a reader knows
+    named = fit.fit_power_law(GRIDS["N"], [3.90, 3.80, 3.76, 3.84], n_boot=0, x_name="N", x_scale=1e9)
+    assert f"at N={GRIDS['N'][2] * 1e9:,.0f}" in named.warning and "x=" not in named.warning
 
 
 def test_too_few_points_or_bad_method_raise():

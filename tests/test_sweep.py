@@ -34,6 +34,8 @@ def test_smoke_sweep_runs_end_to_end_then_resumes_without_retraining(tmp_path):
     assert any(f["axis"] == "K" for f in fits["fits"]) and fits["joint"] and fits["data_laws"]
     summary = (out / "summary.md").read_text()                      # the source's known limits, per D
     assert "Bayes-optimal loss given D" in summary and "| 4,064 |" in summary
+    # in the data's own unit and in parameters, not "tokens" and "billions" for a generated source
+    assert "D = 4,096 symbols of" in summary and "| N (parameters) |" in summary and "(billions)" not in summary
     # the ensemble column names its members' setting and the other setting's largest-K loss
     assert re.search(r"\(\d+ ep, wd [\d.]+; \d+ ep, wd [\d.]+: \d\.\d{3}\)", summary), summary
     # stages in order of findings per core-hour: the students as soon as their teacher (tiny-120k's
