@@ -496,6 +496,9 @@ def headline(singles, js, out_png, title=""):
             ys.append(j["E"])
             ax.axhline(j["E"], color=colors["joint"], ls=":", lw=1.5,
                        label=f"joint N, K -> inf: E = {_ci(j['E'], j['E_ci'])}")
+        elif _base(j["recipe"]) == "ensemble" and j.get("D") == D:   # said, not drawn: an extrapolation
+            ax.plot([], [], color=colors["joint"], ls=":", lw=1.5,
+                    label=f"joint N, K -> inf: not identified (fit {_ci(j['E'], j['E_ci'])})")
     points("distill", "distilled student", "*", shift=1.08)
     points("self-distill", "self-distilled student", "P", shift=1.16)
     ax.set_xscale("log")

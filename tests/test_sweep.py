@@ -273,6 +273,13 @@ def test_headline_names_the_unit_its_data_counts_in(tmp_path, monkeypatch):
                identified=True)
     report.headline(singles, dict(fits=[ens], joint=[]), str(tmp_path / "h.png"))
     assert seen[-1][0] < 1.5
+    # an unidentified joint limit is named in the legend, not drawn as a line (nor does it stretch the axis)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, p, **k: seen.append(
+        ([t.get_text() for t in fig.axes[0].get_legend().get_texts()], fig.axes[0].get_ylim())) or open(p, "wb").close())
+    joint = dict(recipe="ensemble [shakespeare_byte/byte]", D=2.62e-4, E=1.3, E_ci=[0.2, 1.55], identified=False)
+    report.headline(singles, dict(fits=[ens], joint=[joint]), str(tmp_path / "h.png"))
+    texts, ylim = seen[-1]
+    assert any(t.startswith("joint N, K -> inf: not identified (fit 1.300") for t in texts) and ylim[0] > 1.3
     # a student is drawn just right of its size, not on top of the regularized point it is compared with
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
                         lambda fig, p, **k: seen.append(fig.axes[0].lines) or open(p, "wb").close())
