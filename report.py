@@ -542,6 +542,8 @@ def data_scaling(laws, eff, out_png):
         grid = np.geomspace(D.min(), D.max(), 100)
         ax.plot(grid * 1e9, f.predict(grid), "-", color=color, lw=1)
     labelled = set()            # one legend entry per (recipe, what the loss is)
+    span = max(ys + [e["loss"] for e in eff]) - min(ys + [e["loss"] for e in eff]) if eff else 0.0
+    placed = []                 # where multipliers are written: one that would land on another steps down
     for e in eff:
         base, x0 = _base(e["recipe"]).replace(" (joint)", ""), e["D"] * 1e9
         joint = "joint" in e["of"]
@@ -555,8 +557,10 @@ def data_scaling(laws, eff, out_png):
         if math.isfinite(e["multiplier"]):
             ax.annotate("", xy=(x1, e["loss"]), xytext=(x0, e["loss"]),
                         arrowprops=dict(arrowstyle="->", color=color, lw=1, ls=":"))
+        near = sum(abs(math.log(px / x1)) < math.log(1.3) and abs(py - e["loss"]) < 0.04 * span for px, py in placed)
+        placed.append((x1, e["loss"]))
         ax.annotate("inf" if e["infinite"] else f"{e['multiplier']:.3g}x", (x1, e["loss"]),
-                    xytext=(4, 3), textcoords="offset points", fontsize=8, color=color)
+                    xytext=(4, 3 - 11 * near), textcoords="offset points", fontsize=8, color=color)
         xs.update((x0, x1))
         ys.append(e["loss"])
     ax.set_xscale("log")

@@ -367,6 +367,14 @@ def test_data_scaling_writes_each_multiplier_at_its_arrow_and_keeps_the_legend_o
     assert len(flagged) == 1 and flagged[0].get_markerfacecolor() == "none"   # hollow: flagged
     seen[0].canvas.draw()
     assert ax.get_legend().get_window_extent().y1 <= ax.get_window_extent().y0   # below the axes, not on the data
+    # two multipliers that would be written on top of each other (students at one D, near-equal loss):
+    # the second steps down a line
+    seen.clear()
+    students = [dict(recipe=f"{r} [shakespeare_byte/byte]", D=2.6e-4, loss=l, of="best run", multiplier=m,
+                     infinite=False, warning=None) for r, l, m in (("distill", 1.723, 1.04), ("self-distill", 1.726, 1.03))]
+    report.data_scaling(laws, students, str(tmp_path / "d.png"))
+    offsets = [t.xyann[1] for t in seen[0].axes[0].texts if t.get_text()]
+    assert len(offsets) == 2 and offsets[1] < offsets[0] - 8
 
 
 def test_a_dry_run_plans_each_config_once_and_plans_the_students(tmp_path, monkeypatch):
