@@ -333,7 +333,8 @@ def plot(out, nfits, kfits, joints, laws, eff):
         x = np.array(f.x)
         xs = np.geomspace(x.min(), x.max() * (4 if f.identified else 1), 100)
         ax.plot(x * scale, f.y, "o", color=color, label=label)
-        ax.plot(xs * scale, f.predict(xs), "-", color=color, lw=1)
+        # an identified fit is a solid curve; one that is not (its E an extrapolation) only dotted
+        ax.plot(xs * scale, f.predict(xs), "-" if f.identified else ":", color=color, lw=1)
         if f.identified and all(math.isfinite(v) for v in f.E_ci):
             ax.axhline(f.E, ls="--", color=color, lw=1)
             ax.axhspan(*f.E_ci, color=color, alpha=0.06)     # faint: several curves' bands overlap
@@ -538,9 +539,10 @@ def data_scaling(laws, eff, out_png):
         xs.update(D * 1e9)
         ys.extend(f.y)
         ax.plot(D * 1e9, f.y, "s" if base == "standard" else "o", color=color, ms=6,
-                label=f"{base}: best loss per D" + (f", E = {_ci(f.E, f.E_ci)}" if f.identified else ""))
+                label=f"{base}: best loss per D" + (f", E = {_ci(f.E, f.E_ci)}" if f.identified
+                                                   else " (its law, dotted: E not identified)"))
         grid = np.geomspace(D.min(), D.max(), 100)
-        ax.plot(grid * 1e9, f.predict(grid), "-", color=color, lw=1)
+        ax.plot(grid * 1e9, f.predict(grid), "-" if f.identified else ":", color=color, lw=1)
     labelled = set()            # one legend entry per (recipe, what the loss is)
     span = max(ys + [e["loss"] for e in eff]) - min(ys + [e["loss"] for e in eff]) if eff else 0.0
     placed = []                 # where multipliers are written: one that would land on another steps down
@@ -548,18 +550,22 @@ def data_scaling(laws, eff, out_png):
         base, x0 = _base(e["recipe"]).replace(" (joint)", ""), e["D"] * 1e9
         joint = "joint" in e["of"]
         color = COLORS.get(base, "C4")
-        x1 = x0 * (e["multiplier"] if math.isfinite(e["multiplier"]) else 1)
+        # a loss that is itself an unidentified extrapolation (a joint limit) gets no arrow: its
+        # multiplier is not a distance anyone measured
+        guess = joint and "not identified" in (e["warning"] or "")
+        x1 = x0 * (e["multiplier"] if math.isfinite(e["multiplier"]) and not guess else 1)
         label = f"{base} {'N, K -> inf' if joint else e['of']}" if (base, e["of"]) not in labelled else None
         labelled.add((base, e["of"]))
         marker = "D" if joint else "*" if e["of"] == "asymptote" else "v"     # v: a best run stands in
         ax.plot([x0], [e["loss"]], marker, ms=12 if marker == "*" else 8, color=color,
                 mfc="none" if e["warning"] else color, label=label)
-        if math.isfinite(e["multiplier"]):
+        if math.isfinite(e["multiplier"]) and not guess:
             ax.annotate("", xy=(x1, e["loss"]), xytext=(x0, e["loss"]),
                         arrowprops=dict(arrowstyle="->", color=color, lw=1, ls=":"))
         near = sum(abs(math.log(px / x1)) < math.log(1.3) and abs(py - e["loss"]) < 0.04 * span for px, py in placed)
         placed.append((x1, e["loss"]))
-        ax.annotate("inf" if e["infinite"] else f"{e['multiplier']:.3g}x", (x1, e["loss"]),
+        text = "not identified" if guess else "inf" if e["infinite"] else f"{e['multiplier']:.3g}x"
+        ax.annotate(text, (x1, e["loss"]),
                     xytext=(4, 3 - 11 * near), textcoords="offset points", fontsize=8, color=color)
         xs.update((x0, x1))
         ys.append(e["loss"])

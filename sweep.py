@@ -3,11 +3,13 @@ Reproduce the paper end to end (its search, ensembles, fits and distillation): f
   1. the standard recipe: wd 0.1, coordinate descent over (epochs, lr) per model size N;
   2. the regularized recipe: coordinate descent over (epochs, lr, wd) per N, then extra seeds at the optimum;
   3. ensembles per N, members at the regularized point and at the paper's shift (2x epochs, 1/2 wd),
-     K = 1..Kmax; the setting with the lower K -> inf asymptote wins (fit.py picks it);
-  4. the standard recipe at the other data budgets, for its data law and data-efficiency multipliers
+     K = 1..Kmax; the setting with the lower K -> inf asymptote wins (fit.py picks it). The probe's
+     sizes and the distillation teacher's come first, then
+  4. distillation: the best ensemble at one size into a student of that size, and self-distillation;
+  5. the standard recipe at the other data budgets, for its data law and data-efficiency multipliers
      (and, where a preset sets reg_data_budgets, the regularized search there too, for its data law);
-  5. distillation: the best ensemble at one size into a student of that size, and self-distillation;
-then fit.py turns the points into results/<preset>/ (fits.json, PNGs, points.jsonl).
+  6. the other sizes' ensembles (the costliest runs) last;
+then report.py (fit.py's fits) turns the points into results/<preset>/ (fits.json, PNGs, points.jsonl).
 
     python sweep.py --preset mini --dry_run      # the plan: runs, tokens, FLOPs and an ETA
     python sweep.py --preset mini                # ~25 core-hours (its real search; see README); resumable
@@ -659,6 +661,12 @@ def interval(ci, fmt):
     return f"[{number(ci[0], fmt)}, {number(ci[1], fmt)}]"
 
 
+def data_unit(points):
+    """What one token of the points' data is: byte, symbol (a generated source) or token."""
+    tok = {r.get("tokenizer") for r in points} - {None}
+    return {"byte": "byte", "synthetic": "symbol"}.get(tok.pop(), "token") if len(tok) == 1 else "token"
+
+
 def summary_table(sweep, points, fits):
     """The sweep's key numbers as markdown (results/<preset>/summary.md; the README quotes it)."""
     D, K = sweep.p["D"], sweep.p["K"]
@@ -685,22 +693,22 @@ def summary_table(sweep, points, fits):
         cert = "certified" if missing == 0 else f"no certificate: {missing} neighbours untrained"
         return cfg, [by[cfg][k] for k in sorted(by[cfg]) if k != 0], cert, seed0[cfg]
 
-    tok = {r.get("tokenizer") for r in main} - {None}
-    unit = {"byte": "byte", "synthetic": "symbol"}.get(tok.pop(), "token") if len(tok) == 1 else "token"
+    unit = data_unit(main)
     lines = [f"# {sweep.name}: D = {D:,} {unit}s of {sweep.dataset}, T = {sweep.p['seq_len']}, "
              f"batch {sweep.p['batch_size']}\n",
              "The searched point per recipe is the lowest seed-0 loss (as the search chooses); it is "
-             "reported as the mean ± sd of the fresh seeds trained there (seeds 1.., which are also the "
-             "unshifted ensemble's members), with the search's own seed-0 loss after it: that one won a "
-             "comparison of near-ties and sits low by selection.\n",
+             "reported as the mean ± sd of the fresh seeds trained there (seeds 1..), with the search's own "
+             "seed-0 loss after it: that one won a comparison of near-ties and sits low by selection. The "
+             "unshifted ensemble's members are seeds 0.. at that point (the search's run and the fresh "
+             "seeds); the ensemble shown per size is the setting with the lower K -> inf loss.\n",
              f"| model | N | standard: best (epochs, lr) -> val | regularized: best (epochs, lr, wd) -> val "
              f"| ensemble k=1..{K} (logit rule; members' setting, the other's k={K}) | k={K} prob rule |",
              "|---|---|---|---|---|---|"]
-    ens, others = {}, {}   # per model, the member setting whose largest ensemble is best, and the rest
+    ens, others = {}, {}   # per model, the member setting with the lower K -> inf loss (as the report's), and the rest
     for r in points:
         if r["recipe"] == "ensemble" and r.get("model"):
             o = ens.get(r["model"])
-            if o is None or r["losses"][str(r["K"])] < o["losses"][str(o["K"])]:
+            if o is None or Sweep.k_asymptote(r) < Sweep.k_asymptote(o):
                 ens[r["model"]] = r
     for r in points:
         if r["recipe"] == "ensemble" and r.get("model") and r is not ens[r["model"]]:
@@ -789,8 +797,9 @@ def learning_curves(sweep, points, out):
         return
     m = have[-1]          # the largest size with runs
     runs = {}
-    for r in points:   # one curve per config
-        if r["recipe"] == "regularized" and r.get("model") == m and r["seed"] == 0:
+    for r in points:   # one curve per config, at the main budget (the other budgets' runs share configs)
+        if (r["recipe"] == "regularized" and r.get("model") == m and r["seed"] == 0
+                and at_budget(r.get("D", 0), D, sweep.p["seq_len"])):
             runs[(r["wd"], r["epochs"], r["lr"])] = r["run"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (wd, ep, lr), run in sorted(runs.items()):
@@ -803,8 +812,8 @@ def learning_curves(sweep, points, out):
     if lim:   # a synthetic source: the floors no recipe can beat
         ax.axhline(lim["bayes"], color="k", lw=1, ls=":", label=f"Bayes-optimal given D: {lim['bayes']:.3f}")
         ax.axhline(lim["entropy"], color="k", lw=1, label=f"true source: {lim['entropy']:.3f}")
-    ax.set(xlabel="epoch", ylabel="val loss (nats/token)", xscale="log",
-           title=f"{m}: val loss during training (dashed: wd 0.1)")
+    ax.set(xlabel="epoch", ylabel=f"val loss (nats per {data_unit(points)})", xscale="log",
+           title=f"{m}, D = {D:,} {data_unit(points)}s: val loss during training (dashed: wd 0.1)")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "learning_curves.png"), dpi=110)

@@ -361,7 +361,9 @@ def test_data_scaling_writes_each_multiplier_at_its_arrow_and_keeps_the_legend_o
                 multiplier=math.inf, infinite=True, warning="joint E not identified")]
     report.data_scaling(laws, eff, str(tmp_path / "d.png"))
     ax = seen[0].axes[0]
-    assert [t.get_text() for t in ax.texts if t.get_text()] == ["1.25x", "inf"]     # at each arrow head
+    # at each arrow head; a joint limit that is not identified gets no arrow, only the words
+    assert [t.get_text() for t in ax.texts if t.get_text()] == ["1.25x", "not identified"]
+    assert sum(not t.get_text() for t in ax.texts) == 1
     assert ax.get_xlabel().startswith("data D (bytes") and "per byte" in ax.get_ylabel()
     flagged = [ln for ln in ax.lines if ln.get_marker() == "D"]
     assert len(flagged) == 1 and flagged[0].get_markerfacecolor() == "none"   # hollow: flagged
@@ -372,9 +374,12 @@ def test_data_scaling_writes_each_multiplier_at_its_arrow_and_keeps_the_legend_o
     seen.clear()
     students = [dict(recipe=f"{r} [shakespeare_byte/byte]", D=2.6e-4, loss=l, of="best run", multiplier=m,
                      infinite=False, warning=None) for r, l, m in (("distill", 1.723, 1.04), ("self-distill", 1.726, 1.03))]
+    students.append(dict(recipe="ensemble [shakespeare_byte/byte] (joint)", D=2.6e-4, loss=1.3, of="joint asymptote",
+                         multiplier=64.6, infinite=False, warning="joint E not identified"))
     report.data_scaling(laws, students, str(tmp_path / "d.png"))
+    assert seen[0].axes[0].get_xlim()[1] < 2.6e5 * 3          # not stretched to a 64.6x guess
     offsets = [t.xyann[1] for t in seen[0].axes[0].texts if t.get_text()]
-    assert len(offsets) == 2 and offsets[1] < offsets[0] - 8
+    assert len(offsets) == 3 and offsets[1] < offsets[0] - 8
 
 
 def test_a_dry_run_plans_each_config_once_and_plans_the_students(tmp_path, monkeypatch):
@@ -392,3 +397,26 @@ def test_a_dry_run_plans_each_config_once_and_plans_the_students(tmp_path, monke
     dirs = [c.out_dir for c in seen[0].planned]
     assert len(dirs) == len(set(dirs))                            # the probe's members were asked for twice
     assert {c.recipe for c in seen[0].planned} >= {"distill", "self-distill"}   # the students cost too
+
+
+def test_learning_curves_draw_the_main_budget_only_in_the_data_unit(tmp_path, monkeypatch):
+    # the other budgets' runs share configs (wd, epochs, lr) with the main budget's: one curve per
+    # config must be the main budget's, not whichever budget came last
+    sys.path.insert(0, REPO)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.figure
+    import sweep as sw
+    seen = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, p, **k: seen.append(fig))
+    s = sw.Sweep(sw.PRESETS["smoke"], "smoke", str(tmp_path / "runs"), results_dir=str(tmp_path / "res"))
+    D, pts = s.p["D"], []
+    for budget, loss in ((D, 1.5), (s.p["data_budgets"][0], 2.5)):     # the main budget first, then another
+        run = tmp_path / f"run_{budget}.json"
+        run.write_text(json.dumps(dict(history=[dict(epoch=e, val_loss=loss) for e in (0.5, 1)])))
+        pts.append(dict(recipe="regularized", model=s.p["models"][-1], seed=0, wd=0.8, epochs=1, lr=1e-2,
+                        D=budget - s.p["seq_len"], run=str(run), tokenizer="synthetic"))
+    sw.learning_curves(s, pts, str(tmp_path))
+    ax = seen[0].axes[0]
+    assert [list(ln.get_ydata()) for ln in ax.lines] == [[1.5, 1.5]]
+    assert ax.get_ylabel() == "val loss (nats per symbol)" and f"D = {D:,} symbols" in ax.get_title()
