@@ -52,7 +52,7 @@ CPU_SEARCH = dict(
 
 PRESETS = {
     # byte-level Shakespeare at D = 256 KiB, designed from probe runs (the miniature issue): here the
-    # model-size effect is 4-13x the seed noise (at 64 KiB it was below it). Sizes 1.7-2.1x apart over
+    # model-size effect is 4-13x the seed noise (at 64 KiB it was below it). Sizes 1.7-2.2x apart over
     # 11x in N.
     "mini": dict(
         dataset="shakespeare_byte", prepare=["shakespeare", "--tokenizer", "byte"],
