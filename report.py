@@ -710,13 +710,13 @@ def findings(singles, ens_rows, js, cpt=None, downstream=None):
         row("data efficiency vs standard (regularized)", f"{PAPER['eff_regularized']}x", "-",
             "the standard data law is identified (not an extrapolation)", None)
     # 10. constant multiplier across D
-    mults = sorted((e["D"], e["multiplier"]) for e in js["efficiency"] if _base(e["recipe"]) == "regularized"
+    mults = sorted((e["D"], e["multiplier"], e["of"]) for e in js["efficiency"] if _base(e["recipe"]) == "regularized"
                    and not e["infinite"] and e["multiplier"])
-    if len(mults) >= 2:
-        ratio = max(m for _, m in mults) / min(m for _, m in mults)
+    if len(mults) >= 2:       # each from the recipe's asymptote at that D, or its best run where E is not identified
+        ratio = max(m for _, m, _ in mults) / min(m for _, m, _ in mults)
         row("the gain is a roughly constant data multiplier across D", "similar slopes at 200M-1.6B",
-            ", ".join(f"{m:.2f}x at {d * 1e9:,.0f}" for d, m in mults),
-            "every multiplier > 1.1 and largest / smallest < 1.5", ratio < 1.5 and min(m for _, m in mults) > 1.1)
+            ", ".join(f"{m:.2f}x at {d * 1e9:,.0f} ({of})" for d, m, of in mults),
+            "every multiplier > 1.1 and largest / smallest < 1.5", ratio < 1.5 and min(m for _, m, _ in mults) > 1.1)
     else:
         row("the gain is a roughly constant data multiplier across D", "similar slopes at 200M-1.6B", "-",
             "every multiplier > 1.1 and largest / smallest < 1.5", None)

@@ -104,6 +104,14 @@ def test_findings_table_judges_each_row_by_its_stated_criterion():
     bad = report.findings(rows({1e-4: (2.00, [2.02, 2.02]), 2e-4: (1.90, [2.01, 2.01])}), [], js)
     assert [l for l in bad.splitlines() if "monotonically" in l][0].endswith("| not shown |")
     assert "lower loss buys downstream accuracy" in good and "not measured yet" in good
+    # the constant-multiplier row says what each multiplier was read from, and judges by its rule
+    eff = lambda m1, m2: dict(js, efficiency=[   # noqa: E731
+        dict(recipe="regularized", D=5e-5, multiplier=m1, infinite=False, of="best run", warning="w"),
+        dict(recipe="regularized", D=1e-4, multiplier=m2, infinite=False, of="asymptote", warning=None)])
+    const = lambda j: [l for l in report.findings(rows({1e-4: (2.00, [2.02, 2.02])}), [], j).splitlines()  # noqa: E731
+                       if "constant data multiplier" in l][0]
+    assert "1.20x at 50,000 (best run), 1.30x at 100,000 (asymptote)" in const(eff(1.2, 1.3))
+    assert const(eff(1.2, 1.3)).endswith("| shown |") and const(eff(1.2, 1.9)).endswith("| not shown |")
     # the continued pre-training row reads the cpt preset's fits.json when it has run
     cpt = {"efficiency": [{"recipe": "base before CPT [d/t]", "multiplier": 0.7, "warning": None},
                           {"recipe": "cpt tuned [d/t]", "multiplier": 7.0, "warning": None}]}
