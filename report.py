@@ -197,6 +197,9 @@ def searched_point(by_seed, rec, D, N):
     return float(np.mean(losses)), len(losses)
 
 
+MIN_REPLICATED = 5    # configs with 2+ seeds at one D before that D's own seed sd is used
+
+
 def fit_all(singles, ens, n_boot=400, seed=0):
     """All the fits the data support. Returns the fits.json dict, and for the plots the fits themselves:
     in N per (recipe, D), in K per (recipe, D, N) with its points, the joint limits, the data laws."""
@@ -206,8 +209,16 @@ def fit_all(singles, ens, n_boot=400, seed=0):
         cfg.setdefault((r["recipe"], r["D"], r["N"], r["config"]), []).append(r["loss"])
         by_seed.setdefault((r["recipe"], r["D"], r["N"], r["config"]), {})[r["seed"]] = r["loss"]
     sigma_seed = seed_noise(cfg.values())
+    # Seed noise depends on D (the mini: 0.020 at 64K, 0.025 at 128K, 0.011 at 256K), so each budget's
+    # fits use its own pooled sd where MIN_REPLICATED configs there have 2+ seeds, the pool otherwise.
+    at_D = {}
+    for (_, D, _, _), v in cfg.items():
+        at_D.setdefault(D, []).append(v)
+    sigma_at = {D: seed_noise(g) if sum(len(v) > 1 for v in g) >= MIN_REPLICATED else sigma_seed
+                for D, g in at_D.items()}
     best = {(rec, D, N): searched_point(by_seed, rec, D, N) for rec, D, N, _ in cfg}
     out_json = dict(kind="fits", sigma_seed=sigma_seed, fits=[], joint=[], data_laws=[], efficiency=[],
+                    sigma_seed_at_D=[[D, sigma_at[D]] for D in sorted(d for d in sigma_at if d is not None)],
                     diverged=sorted({str(r["run"]) for r in singles if r["diverged"]}))
     groups = sorted({(rec, D) for rec, D, _ in best}, key=str)
     nfits = {}
@@ -215,7 +226,7 @@ def fit_all(singles, ens, n_boot=400, seed=0):
         pts = sorted((N, l, m) for (r, d, N), (l, m) in best.items() if (r, d) == (rec, D))
         if len(pts) >= 3:
             N, l, m = map(np.array, zip(*pts))
-            sig = sigma_seed / np.sqrt(m) if sigma_seed else None
+            sig = sigma_at[D] / np.sqrt(m) if sigma_at[D] else None
             f = fit_power_law(N, l, n_boot=n_boot, seed=seed, sigma=sig, x_name="N", x_scale=1e9)
             nfits[(rec, D)] = f
             out_json["fits"].append(dict(recipe=rec, D=D, axis="N (billions)", **f.to_dict()))
@@ -234,7 +245,8 @@ def fit_all(singles, ens, n_boot=400, seed=0):
             continue
         K = sorted(kl)
         M = members[(rec, D, N, c)]
-        sig, sh = (sigma_seed / math.sqrt(M) / 2, sigma_seed / math.sqrt(M)) if M and sigma_seed else (sigma_seed, 0.0)
+        s_D = sigma_at.get(D, sigma_seed)
+        sig, sh = (s_D / math.sqrt(M) / 2, s_D / math.sqrt(M)) if M and s_D else (s_D, 0.0)
         shared[(rec, D)] = max(shared.get((rec, D), (0.0, 0.0)), (sh, sig))   # for the joint limit
         f = fit_power_law(K, [kl[k] for k in K], n_boot=n_boot, seed=seed, sigma=sig, shared_sigma=sh, x_name="K")
         if (rec, D, N) not in kfits or f.E < kfits[(rec, D, N)][0].E:
@@ -257,7 +269,8 @@ def fit_all(singles, ens, n_boot=400, seed=0):
                 perD[D] = l
         if len(perD) >= 3:
             Ds = sorted(perD)
-            laws[rec] = (fit_power_law(Ds, [perD[d] for d in Ds], n_boot=n_boot, seed=seed, sigma=sigma_seed,
+            sig = [sigma_at[d] for d in Ds] if all(sigma_at.get(d) for d in Ds) else sigma_seed
+            laws[rec] = (fit_power_law(Ds, [perD[d] for d in Ds], n_boot=n_boot, seed=seed, sigma=sig,
                                        x_name="D", x_scale=1e9), perD)
             out_json["data_laws"].append(dict(recipe=rec, axis="D (billions)", **laws[rec][0].to_dict()))
     # Data efficiency vs the standard recipe (same dataset): each recipe's asymptote, or best run, at each D.
@@ -601,11 +614,12 @@ PAPER = dict(standard=3.75, regularized_E=3.43, ensemble_E=3.34, joint_E=3.17, s
 
 
 def findings(singles, ens_rows, js, cpt=None, downstream=None):
-    """The findings table (markdown): each row states its criterion; sigma is the pooled seed sd.
+    """The findings table (markdown): each row states its criterion; sigma is the pooled seed sd at
+    the main budget (fit_all's sigma_seed_at_D), or over every budget where that is missing.
     cpt: the cpt preset's fits.json (a dict), if it has run: its multipliers fill the CPT row.
     downstream: evaluate.py's eval.json dicts on this data, for the downstream row."""
     D = main_budget(singles)
-    sig = js.get("sigma_seed") or float("nan")
+    sig = dict(map(tuple, js.get("sigma_seed_at_D", []))).get(D) or js.get("sigma_seed") or float("nan")
     std, reg = searched(singles, "standard", D), searched(singles, "regularized", D)
     rows = []
 
@@ -745,7 +759,7 @@ def findings(singles, ens_rows, js, cpt=None, downstream=None):
         "the cpt preset: every multiplier > 1.1, no fit.py warning",
         all(e["multiplier"] > 1.1 and not e["warning"] for e in cpt_eff) if cpt_eff else None)
     head = ["| finding (paper section 1) | paper | this miniature | criterion | verdict |", "|---|---|---|---|---|"]
-    return "\n".join(head + rows) + (f"\n\nsigma = pooled seed sd = {sig:.4f} nats; D = {D * 1e9:,.0f} "
+    return "\n".join(head + rows) + (f"\n\nsigma = pooled seed sd at the main budget = {sig:.4f} nats; D = {D * 1e9:,.0f} "
                                      f"{unit_of([r['recipe'] for r in singles])}s.\n")
 
 

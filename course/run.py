@@ -227,12 +227,14 @@ def committed(model, D, epochs, wd):
 
 
 def seed_sd_mini():
-    """The pooled seed-to-seed sd of the committed mini points (report.py's robust estimate)."""
+    """The pooled seed-to-seed sd of the committed mini points at its main budget, D = 256 KiB
+    (report.py's robust estimate; the smaller budgets are about twice as noisy)."""
     import report
     singles, _ = report.load_points([os.path.join(REPO, MINI_POINTS)])
-    groups = {}
+    groups, D = {}, report.main_budget(singles)
     for r in singles:
-        groups.setdefault((r["recipe"], r["D"], r["N"], r["config"]), {})[r["seed"]] = r["loss"]
+        if r["D"] == D:
+            groups.setdefault((r["recipe"], r["D"], r["N"], r["config"]), {})[r["seed"]] = r["loss"]
     return report.seed_noise([list(v.values()) for v in groups.values()])
 
 

@@ -394,3 +394,22 @@ def test_fit_imports_only_numpy_scipy_and_the_standard_library():
                        env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
+
+
+def test_each_budget_is_fitted_with_its_own_seed_noise():
+    # seed noise depends on D (the mini: 0.020 at 64K, 0.011 at 256K): pooling every budget's seeds
+    # would widen (or narrow) one budget's intervals with another's noise
+    sys.path.insert(0, ROOT)
+    import report
+    rows = []
+    for D, noise in ((1e-4, 0.05), (4e-4, 0.005)):
+        for i, N in enumerate((1e-4, 2e-4, 4e-4, 8e-4, 1.6e-3)):
+            for s in (0, 1):
+                rows.append(dict(recipe="regularized", D=D, N=N, config=("8", "0.003", "1.6"), seed=s, std="standard",
+                                 loss=1.5 + 1e-3 / N ** 0.5 + (noise if (s + i) % 2 else -noise), diverged=False, run=f"r{i}{s}"))
+    js = report.fit_all(rows, [], n_boot=50)[0]
+    at = dict(map(tuple, js["sigma_seed_at_D"]))
+    assert at[4e-4] < 0.02 < 0.05 < at[1e-4]           # each budget's own sd (robust: 1.4826 x median dev)
+    fits = {f["D"]: f for f in js["fits"]}
+    # one config per size, so both seeds make each point (a mean of 2): sd / sqrt(2)
+    assert all(math.isclose(fits[D]["sigma"], at[D] / math.sqrt(2)) for D in (1e-4, 4e-4))
