@@ -360,28 +360,30 @@ class JointFit:
 
 
 def joint_asymptote(points, method="huber", n_boot=400, seed=0, sigma=None, level=0.9, sigma_floor=0.005,
-                    shared_sigma=0.0):
+                    shared_sigma=0.0, n_scale=1.0):
     """points: rows (N, K, loss). Step 1: for each N fit loss vs K -> E_N. Step 2: fit E_N vs N -> E.
     The interval comes from a joint parametric bootstrap: every replicate simulates all the K-curves
     from the fitted two-step model (K-curve shape per N, E_N on the step-2 curve) plus noise sigma
     per point and shared_sigma per curve (the members a curve's points share), then refits both
     steps, so step-1 uncertainty propagates into E. With method="curve_fit" the
-    K-fits use scipy's defaults (no p0, no bounds) and the N-fit the paper's p0 and bounds."""
+    K-fits use scipy's defaults (no p0, no bounds) and the N-fit the paper's p0 and bounds. n_scale
+    only words the notes (N in billions with n_scale 1e9: the notes name N in parameters)."""
     P = np.asarray(points, float)
     Ns = np.unique(P[:, 0])
     kw = dict(p0=None, bounds=None) if method == "curve_fit" else {}  # the paper's K fits
-    per = [fit_power_law(P[P[:, 0] == N, 1], P[P[:, 0] == N, 2], method, n_boot=0, loo=False, **kw)
+    per = [fit_power_law(P[P[:, 0] == N, 1], P[P[:, 0] == N, 2], method, n_boot=0, loo=False, x_name="K", **kw)
            for N in Ns if np.unique(P[P[:, 0] == N, 1]).size >= 3]
     Ns = np.array([N for N in Ns if np.unique(P[P[:, 0] == N, 1]).size >= 3])
     if len(per) < 3:
         raise ValueError(f"the joint limit needs >= 3 model sizes with >= 3 ensemble sizes each, got {len(per)}")
     EN = np.array([f.E for f in per])
-    limit = fit_power_law(Ns, EN, method, n_boot=0, loo=False)
+    limit = fit_power_law(Ns, EN, method, n_boot=0, loo=False, x_name="N", x_scale=n_scale)
     if sigma is None:  # pooled residuals of all K-fits, floored
         res = np.concatenate([np.array(f.y) - f.predict(f.x) for f in per])
         dof = sum(f.n - 3 for f in per)
         sigma = max(math.sqrt((res ** 2).sum() / dof) if dof > 0 else 0.0, sigma_floor)
-    notes = [f"N={N:.4g}: {f.warning}" for N, f in zip(Ns, per) if f.warning]
+    notes = [(f"N={N * n_scale:,.0f}" if n_scale > 1 else f"N={N:.4g}") + f": {f.warning}"
+             for N, f in zip(Ns, per) if f.warning]
     if limit.warning:
         notes.append(f"E_N vs N: {limit.warning}")
     E, ci, EN_ci = limit.E, (float("nan"),) * 2, [(float("nan"),) * 2] * len(per)

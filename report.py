@@ -200,6 +200,17 @@ def searched_point(by_seed, rec, D, N):
 MIN_REPLICATED = 5    # configs with 2+ seeds at one D before that D's own seed sd is used
 
 
+def sigma_at_D(singles):
+    """{D: pooled seed sd of the configs at D} for each budget where MIN_REPLICATED configs have 2+
+    seeds. Seed noise depends on D (the mini: 0.020 at 64K, 0.025 at 128K, 0.012 at 256K), so each
+    budget's fits use its own sd; a budget missing here uses the pool over every budget."""
+    at = {}
+    for r in singles:
+        if r["D"] is not None:
+            at.setdefault(r["D"], {}).setdefault((r["recipe"], r["N"], r["config"]), []).append(r["loss"])
+    return {D: seed_noise(g.values()) for D, g in at.items() if sum(len(v) > 1 for v in g.values()) >= MIN_REPLICATED}
+
+
 def fit_all(singles, ens, n_boot=400, seed=0):
     """All the fits the data support. Returns the fits.json dict, and for the plots the fits themselves:
     in N per (recipe, D), in K per (recipe, D, N) with its points, the joint limits, the data laws."""
@@ -208,17 +219,11 @@ def fit_all(singles, ens, n_boot=400, seed=0):
     for r in singles:
         cfg.setdefault((r["recipe"], r["D"], r["N"], r["config"]), []).append(r["loss"])
         by_seed.setdefault((r["recipe"], r["D"], r["N"], r["config"]), {})[r["seed"]] = r["loss"]
-    sigma_seed = seed_noise(cfg.values())
-    # Seed noise depends on D (the mini: 0.020 at 64K, 0.025 at 128K, 0.011 at 256K), so each budget's
-    # fits use its own pooled sd where MIN_REPLICATED configs there have 2+ seeds, the pool otherwise.
-    at_D = {}
-    for (_, D, _, _), v in cfg.items():
-        at_D.setdefault(D, []).append(v)
-    sigma_at = {D: seed_noise(g) if sum(len(v) > 1 for v in g) >= MIN_REPLICATED else sigma_seed
-                for D, g in at_D.items()}
+    sigma_seed, own = seed_noise(cfg.values()), sigma_at_D(singles)
+    sigma_at = {D: own.get(D, sigma_seed) for D in {k[1] for k in cfg}}
     best = {(rec, D, N): searched_point(by_seed, rec, D, N) for rec, D, N, _ in cfg}
     out_json = dict(kind="fits", sigma_seed=sigma_seed, fits=[], joint=[], data_laws=[], efficiency=[],
-                    sigma_seed_at_D=[[D, sigma_at[D]] for D in sorted(d for d in sigma_at if d is not None)],
+                    sigma_seed_at_D=[[D, own[D]] for D in sorted(own)],   # budgets with their own sd only
                     diverged=sorted({str(r["run"]) for r in singles if r["diverged"]}))
     groups = sorted({(rec, D) for rec, D, _ in best}, key=str)
     nfits = {}
@@ -257,7 +262,7 @@ def fit_all(singles, ens, n_boot=400, seed=0):
         pts = [p for k, (f, ps) in kfits.items() if (k[0], k[1]) == (rec, D) for p in ps]
         if len({p[0] for p in pts}) >= 3:
             sh, sig = shared[(rec, D)]
-            j = joint_asymptote(pts, n_boot=n_boot, seed=seed, sigma=sig, shared_sigma=sh)
+            j = joint_asymptote(pts, n_boot=n_boot, seed=seed, sigma=sig, shared_sigma=sh, n_scale=1e9)
             joints[(rec, D)] = j
             out_json["joint"].append(dict(recipe=rec, D=D, **j.to_dict()))
     # Data scaling: best loss per D (over N) for each recipe with >= 3 D.
@@ -265,11 +270,13 @@ def fit_all(singles, ens, n_boot=400, seed=0):
     for rec in sorted({k[0] for k in best}):
         perD = {}
         for (r, D, N), (l, m) in best.items():
-            if r == rec and D is not None and (D not in perD or l < perD[D]):
-                perD[D] = l
+            if r == rec and D is not None and (D not in perD or l < perD[D][0]):
+                perD[D] = (l, m)
         if len(perD) >= 3:
             Ds = sorted(perD)
-            sig = [sigma_at[d] for d in Ds] if all(sigma_at.get(d) for d in Ds) else sigma_seed
+            # each budget's noise, over the runs its best point averages
+            sig = [sigma_at[d] / math.sqrt(perD[d][1]) for d in Ds] if all(sigma_at.get(d) for d in Ds) else sigma_seed
+            perD = {d: l for d, (l, _) in perD.items()}
             laws[rec] = (fit_power_law(Ds, [perD[d] for d in Ds], n_boot=n_boot, seed=seed, sigma=sig,
                                        x_name="D", x_scale=1e9), perD)
             out_json["data_laws"].append(dict(recipe=rec, axis="D (billions)", **laws[rec][0].to_dict()))
@@ -512,7 +519,8 @@ def headline(singles, js, out_png, title=""):
                        label=f"joint N, K -> inf: E = {_ci(j['E'], j['E_ci'])}")
         elif _base(j["recipe"]) == "ensemble" and j.get("D") == D:   # said, not drawn: an extrapolation
             ax.plot([], [], color=colors["joint"], ls=":", lw=1.5,
-                    label=f"joint N, K -> inf: not identified (fit {_ci(j['E'], j['E_ci'])})")
+                    label="joint N, K -> inf: not identified" + (f" (fit {_ci(j['E'], j['E_ci'])})"
+                                                                      if j["E"] is not None else ""))
     points("distill", "distilled student", "*", shift=1.08)
     points("self-distill", "self-distilled student", "P", shift=1.16)
     ax.set_xscale("log")
@@ -565,7 +573,7 @@ def data_scaling(laws, eff, out_png):
         color = COLORS.get(base, "C4")
         # a loss that is itself an unidentified extrapolation (a joint limit) gets no arrow: its
         # multiplier is not a distance anyone measured
-        guess = joint and "not identified" in (e["warning"] or "")
+        guess = joint and "joint E not identified" in (e["warning"] or "")
         x1 = x0 * (e["multiplier"] if math.isfinite(e["multiplier"]) and not guess else 1)
         label = f"{base} {'N, K -> inf' if joint else e['of']}" if (base, e["of"]) not in labelled else None
         labelled.add((base, e["of"]))
@@ -619,7 +627,8 @@ def findings(singles, ens_rows, js, cpt=None, downstream=None):
     cpt: the cpt preset's fits.json (a dict), if it has run: its multipliers fill the CPT row.
     downstream: evaluate.py's eval.json dicts on this data, for the downstream row."""
     D = main_budget(singles)
-    sig = dict(map(tuple, js.get("sigma_seed_at_D", []))).get(D) or js.get("sigma_seed") or float("nan")
+    own = dict(map(tuple, js.get("sigma_seed_at_D", []))).get(D)
+    sig = own or js.get("sigma_seed") or float("nan")
     std, reg = searched(singles, "standard", D), searched(singles, "regularized", D)
     rows = []
 
@@ -759,7 +768,7 @@ def findings(singles, ens_rows, js, cpt=None, downstream=None):
         "the cpt preset: every multiplier > 1.1, no fit.py warning",
         all(e["multiplier"] > 1.1 and not e["warning"] for e in cpt_eff) if cpt_eff else None)
     head = ["| finding (paper section 1) | paper | this miniature | criterion | verdict |", "|---|---|---|---|---|"]
-    return "\n".join(head + rows) + (f"\n\nsigma = pooled seed sd at the main budget = {sig:.4f} nats; D = {D * 1e9:,.0f} "
+    return "\n".join(head + rows) + (f"\n\nsigma = pooled seed sd {'at the main budget' if own else 'over every budget'} = {sig:.4f} nats; D = {D * 1e9:,.0f} "
                                      f"{unit_of([r['recipe'] for r in singles])}s.\n")
 
 

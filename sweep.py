@@ -705,10 +705,11 @@ def summary_table(sweep, points, fits):
              f"| ensemble k=1..{K} (logit rule; members' setting, the other's k={K}) | k={K} prob rule |",
              "|---|---|---|---|---|---|"]
     ens, others = {}, {}   # per model, the member setting with the lower K -> inf loss (as the report's), and the rest
+    inf = {id(r): Sweep.k_asymptote(r) for r in points if r["recipe"] == "ensemble" and r.get("model")}
     for r in points:
-        if r["recipe"] == "ensemble" and r.get("model"):
+        if id(r) in inf:
             o = ens.get(r["model"])
-            if o is None or Sweep.k_asymptote(r) < Sweep.k_asymptote(o):
+            if o is None or inf[id(r)] < inf[id(o)]:
                 ens[r["model"]] = r
     for r in points:
         if r["recipe"] == "ensemble" and r.get("model") and r is not ens[r["model"]]:
@@ -799,7 +800,7 @@ def learning_curves(sweep, points, out):
     runs = {}
     for r in points:   # one curve per config, at the main budget (the other budgets' runs share configs)
         if (r["recipe"] == "regularized" and r.get("model") == m and r["seed"] == 0
-                and at_budget(r.get("D", 0), D, sweep.p["seq_len"])):
+                and at_budget(r.get("D") or 0, D, sweep.p["seq_len"])):
             runs[(r["wd"], r["epochs"], r["lr"])] = r["run"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (wd, ep, lr), run in sorted(runs.items()):

@@ -397,19 +397,26 @@ def test_fit_imports_only_numpy_scipy_and_the_standard_library():
 
 
 def test_each_budget_is_fitted_with_its_own_seed_noise():
-    # seed noise depends on D (the mini: 0.020 at 64K, 0.011 at 256K): pooling every budget's seeds
+    # seed noise depends on D (the mini: 0.020 at 64K, 0.012 at 256K): pooling every budget's seeds
     # would widen (or narrow) one budget's intervals with another's noise
     sys.path.insert(0, ROOT)
     import report
     rows = []
-    for D, noise in ((1e-4, 0.05), (4e-4, 0.005)):
-        for i, N in enumerate((1e-4, 2e-4, 4e-4, 8e-4, 1.6e-3)):
+    # two budgets with 5 replicated configs (their own sd), one with 4 (too few: the pool)
+    for D, noise, sizes in ((1e-4, 0.1, 5), (4e-4, 0.005, 5), (2e-4, 0.3, 4)):
+        for i, N in enumerate((1e-4, 2e-4, 4e-4, 8e-4, 1.6e-3)[:sizes]):
             for s in (0, 1):
                 rows.append(dict(recipe="regularized", D=D, N=N, config=("8", "0.003", "1.6"), seed=s, std="standard",
                                  loss=1.5 + 1e-3 / N ** 0.5 + (noise if (s + i) % 2 else -noise), diverged=False, run=f"r{i}{s}"))
     js = report.fit_all(rows, [], n_boot=50)[0]
     at = dict(map(tuple, js["sigma_seed_at_D"]))
-    assert at[4e-4] < 0.02 < 0.05 < at[1e-4]           # each budget's own sd (robust: 1.4826 x median dev)
+    assert set(at) == {1e-4, 4e-4}                     # the 4-config budget has no sd of its own
+    assert at[4e-4] < 0.02 and at[1e-4] > 0.1 and js["sigma_seed"] > 0.12   # each its own, not the pool
     fits = {f["D"]: f for f in js["fits"]}
-    # one config per size, so both seeds make each point (a mean of 2): sd / sqrt(2)
+    # one config per size, so both seeds make each point (a mean of 2): sd / sqrt(2); the pool where none
     assert all(math.isclose(fits[D]["sigma"], at[D] / math.sqrt(2)) for D in (1e-4, 4e-4))
+    assert math.isclose(fits[2e-4]["sigma"], js["sigma_seed"] / math.sqrt(2))
+    # the findings table judges by the main budget's own sd (the budget with the most runs: 1e-4 here)
+    table = report.findings(rows, [], js)
+    assert f"pooled seed sd at the main budget = {at[1e-4]:.4f} nats" in table
+    assert "over every budget" in report.findings(rows, [], dict(js, sigma_seed_at_D=[]))

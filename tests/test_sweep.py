@@ -288,6 +288,8 @@ def test_headline_names_the_unit_its_data_counts_in(tmp_path, monkeypatch):
     report.headline(singles, dict(fits=[ens], joint=[joint]), str(tmp_path / "h.png"))
     texts, ylim = seen[-1]
     assert any(t.startswith("joint N, K -> inf: not identified (fit 1.300") for t in texts) and ylim[0] > 1.3
+    report.headline(singles, dict(fits=[ens], joint=[dict(joint, E=None, E_ci=[None, None])]), str(tmp_path / "h.png"))
+    assert "joint N, K -> inf: not identified" in seen[-1][0]       # no estimate at all: said, no crash
     # a student is drawn just right of its size, not on top of the regularized point it is compared with
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
                         lambda fig, p, **k: seen.append(fig.axes[0].lines) or open(p, "wb").close())
@@ -388,6 +390,11 @@ def test_data_scaling_writes_each_multiplier_at_its_arrow_and_keeps_the_legend_o
     assert seen[0].axes[0].get_xlim()[1] < 2.6e5 * 3          # not stretched to a 64.6x guess
     offsets = [t.xyann[1] for t in seen[0].axes[0].texts if t.get_text()]
     assert len(offsets) == 3 and offsets[1] < offsets[0] - 8
+    # an identified joint limit read off an unidentified standard law is measured: its arrow is drawn
+    seen.clear()
+    report.data_scaling(laws, [dict(students[-1], multiplier=2.0, warning="the standard data law's E is not "
+                                    "identified: an extrapolation")], str(tmp_path / "d.png"))
+    assert [t.get_text() for t in seen[0].axes[0].texts] == ["", "2x"]
 
 
 def test_a_dry_run_plans_each_config_once_and_plans_the_students(tmp_path, monkeypatch):
