@@ -616,9 +616,42 @@ def write_report(sweep, out):
     learning_curves(sweep, points, out)
     downstream(sweep, out)
     text = summary_table(sweep, points, fits)
-    with open(os.path.join(out, "summary.md"), "w") as f:
-        f.write(text)
+    found = os.path.join(out, "findings.md")
+    if os.path.exists(found):            # the findings table closes the summary, as the README quotes it
+        with open(found) as f:
+            text += "\n## Findings (findings.md)\n\n" + f.read()
+    atomic_write_text(os.path.join(out, "summary.md"), text)
     print(text)
+    quote_in_readme(sweep.name, out)
+
+
+def atomic_write_text(path, text):
+    """Write, then rename: a reader never sees half a file."""
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
+
+
+def quote_in_readme(name, out, readme=README):
+    """The README's results section quotes results/<name>/findings.md between two marker lines; a
+    report written there refreshes the quote, so the README stays true to the committed points. A
+    report written elsewhere (--out) or a README without the markers is left alone."""
+    begin, end = f"<!-- findings: results/{name}/findings.md -->", f"<!-- end findings: {name} -->"
+    found = os.path.join(out, "findings.md")
+    if (os.path.abspath(out) != os.path.join(os.path.dirname(readme), "results", name)
+            or not os.path.exists(readme) or not os.path.exists(found)):
+        return
+    with open(readme) as f:
+        text = f.read()
+    if begin not in text or end not in text:
+        return
+    with open(found) as f:
+        table = f.read().strip()
+    head, rest = text.split(begin, 1)
+    atomic_write_text(readme, head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1])
 
 
 def downstream(sweep, out):

@@ -435,3 +435,28 @@ def test_learning_curves_draw_the_main_budget_only_in_the_data_unit(tmp_path, mo
     ax = seen[0].axes[0]
     assert [list(ln.get_ydata()) for ln in ax.lines] == [[1.5, 1.5]]
     assert ax.get_ylabel() == "val loss (nats per symbol)" and f"D = {D:,} symbols" in ax.get_title()
+
+
+def test_the_readme_quotes_each_committed_findings_table_and_a_report_refreshes_it(tmp_path):
+    # the README's results section quotes results/<preset>/findings.md between markers: the quote is
+    # what the committed points say, and writing the report there rewrites it
+    sys.path.insert(0, REPO)
+    import sweep as sw
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    for name in ("mini",):
+        begin, end = f"<!-- findings: results/{name}/findings.md -->", f"<!-- end findings: {name} -->"
+        quoted = readme.split(begin, 1)[1].split(end, 1)[0].strip()
+        with open(os.path.join(REPO, "results", name, "findings.md")) as f:
+            assert quoted == f.read().strip(), f"README quotes a stale {name} findings table: run --report_only"
+    # a report written at results/<name> beside a README refreshes its quote; one elsewhere does not
+    (tmp_path / "results" / "x").mkdir(parents=True)
+    (tmp_path / "results" / "x" / "findings.md").write_text("| new |\n")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "findings.md").write_text("| other |\n")     # a report written with --out
+    doc = tmp_path / "README.md"
+    doc.write_text("top\n<!-- findings: results/x/findings.md -->\n| old |\n<!-- end findings: x -->\nbottom\n")
+    sw.quote_in_readme("x", str(tmp_path / "elsewhere"), readme=str(doc))
+    assert "| old |" in doc.read_text()
+    sw.quote_in_readme("x", str(tmp_path / "results" / "x"), readme=str(doc))
+    assert doc.read_text() == "top\n<!-- findings: results/x/findings.md -->\n| new |\n<!-- end findings: x -->\nbottom\n"
