@@ -460,3 +460,21 @@ def test_the_readme_quotes_each_committed_findings_table_and_a_report_refreshes_
     assert "| old |" in doc.read_text()
     sw.quote_in_readme("x", str(tmp_path / "results" / "x"), readme=str(doc))
     assert doc.read_text() == "top\n<!-- findings: results/x/findings.md -->\n| new |\n<!-- end findings: x -->\nbottom\n"
+
+
+def test_summary_shows_each_sizes_ensemble_with_the_lower_k_limit_not_the_lower_largest_k():
+    # two member settings at one size: B is lower at K = 4, A falls faster and has the lower K -> inf
+    # loss. The report's fits and the joint limit use A; the summary must name the same one
+    sys.path.insert(0, REPO)
+    import sweep as sw
+    s = sw.Sweep(sw.PRESETS["smoke"], "smoke", "unused", results_dir="unused")
+    m, D = s.p["models"][0], s.p["D"] - s.p["seq_len"]
+    run = lambda seed, loss: dict(recipe="regularized", model=m, D=D, N=1000, epochs=1, lr=1e-2, wd=0.8,  # noqa: E731
+                                  seed=seed, val_loss=loss, tokenizer="synthetic")
+    ens = lambda ep, wd, ls: dict(recipe="ensemble", model=m, D=D, N=1000, epochs=ep, wd=wd, K=4,  # noqa: E731
+                                  losses={str(k): v for k, v in enumerate(ls, 1)})
+    A, B = ens(2, 0.4, [2.0, 1.8, 1.74, 1.71]), ens(1, 0.8, [1.75, 1.70, 1.695, 1.69])
+    assert sw.Sweep.k_asymptote(A) < sw.Sweep.k_asymptote(B) and B["losses"]["4"] < A["losses"]["4"]
+    text = sw.summary_table(s, [run(0, 1.8), run(1, 1.81), A, B], dict(fits=[], data_laws=[], joint=[], efficiency=[]))
+    row = [line for line in text.splitlines() if line.startswith(f"| {m} |")][0]
+    assert "2.000 / 1.800 / 1.740 / 1.710 (2 ep, wd 0.4; 1 ep, wd 0.8: 1.690)" in row
